@@ -1,0 +1,1 @@
+"""Pure transforms: questionnaire scoring, wearable imports, national-profile shaping (no I/O)."""

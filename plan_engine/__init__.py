@@ -1,0 +1,1 @@
+"""Pure personalisation: a patient snapshot in, a weekly plan decision out (no I/O)."""

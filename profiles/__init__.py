@@ -1,0 +1,1 @@
+"""StructureDefinitions of the programme and the profile validator (no I/O)."""
