@@ -1,0 +1,38 @@
+# The two commands (README): `make run` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8080
+HOST   ?= 127.0.0.1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test test-sqlite test-postgres lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip 2>/dev/null || true
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+## Run the server on embedded SQLite (./data), content loaded, at http://127.0.0.1:8080/fhir
+run: $(BIN)/.installed
+	$(BIN)/selfback serve --host $(HOST) --port $(PORT)
+
+## Install and run the whole suite: lint, types, then the tests on SQLite and on PostgreSQL
+test: $(BIN)/.installed lint test-sqlite test-postgres
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check fhir_server plan_engine terminology profiles mappings tests bench
+	$(BIN)/mypy plan_engine mappings terminology profiles
+
+test-sqlite: $(BIN)/.installed
+	SELFBACK_TEST_DB=sqlite $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider tests; \
+	  rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; rc=0; }; exit $$rc
+
+test-postgres: $(BIN)/.installed
+	bash .ci/postgres.sh
+	SELFBACK_TEST_DB=postgresql $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider -m db tests; \
+	  rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; rc=0; }; exit $$rc
+
+clean:
+	rm -rf $(VENV) data build *.egg-info

@@ -1,0 +1,69 @@
+"""Settings, read from arguments first and the environment (``SELFBACK_*``) second."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("data")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SELFBACK_{name}", default)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = ""
+    data_dir: Path = DEFAULT_DATA_DIR
+    # The public base URL of the FHIR endpoint; derived from the request when empty.
+    base_url: str = ""
+    max_body_bytes: int = 64 * 1024 * 1024
+    default_page_size: int = 20
+    max_page_size: int = 1000
+    load_content: bool = True
+    secret_key: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        data_dir = Path(_env("DATA_DIR", str(DEFAULT_DATA_DIR)))
+        settings = cls(
+            database_url=_env("DATABASE_URL", ""),
+            data_dir=data_dir,
+            base_url=_env("BASE_URL", ""),
+            max_body_bytes=int(_env("MAX_BODY_BYTES", str(cls.max_body_bytes))),
+            load_content=_env("LOAD_CONTENT", "1") not in ("0", "false", "no"),
+        )
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **clean).resolved()  # type: ignore[arg-type]
+
+    def resolved(self) -> Settings:
+        """Fill in what is derived: the SQLite default URL and the secret key."""
+        url = self.database_url or f"sqlite:///{self.data_dir / 'selfback.sqlite'}"
+        key = self.secret_key or _load_or_create_secret(self.data_dir)
+        return replace(self, database_url=normalise_database_url(url), secret_key=key)
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the usual ``postgresql://`` spelling and use the psycopg 3 driver for it."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _load_or_create_secret(data_dir: Path) -> bytes:
+    """A per-installation key for signing paging cursors; kept so cursors survive restarts."""
+    env = os.environ.get("SELFBACK_SECRET_KEY")
+    if env:
+        return env.encode()
+    path = data_dir / "secret.key"
+    if path.exists():
+        return path.read_bytes().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    path.write_bytes(key)
+    path.chmod(0o600)
+    return key

@@ -1,0 +1,131 @@
+"""history at instance, type and system level (FHIR R4 http.html#history).
+
+Newest version first; ``_since``, ``_at`` and ``_count``; keyset paging through a signed
+cursor on (lastUpdated, history row), so pages stay stable while new versions arrive.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+from fhir_server.errors import bad_request
+from fhir_server.interactions.bundle_json import bundle_bytes, entry_bytes
+from fhir_server.paging import decode_cursor, encode_cursor
+from fhir_server.storage.repository import HistoryQuery, Repository
+from fhir_server.versioning import etag, instant, to_us
+
+_DATE = re.compile(
+    r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<f>\.\d+)?)?(?P<z>Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+
+
+def history_bundle(
+    repo: Repository,
+    params: list[tuple[str, str]],
+    *,
+    rtype: str | None,
+    id: str | None,
+    base_url: str,
+    secret: bytes,
+    now: int,
+    default_count: int,
+    max_count: int,
+) -> bytes:
+    query, cursor = _parse(params, rtype, id, secret, default_count, max_count)
+    rows = repo.history(query)
+    entries = []
+    for stored, _position in rows:
+        fields: dict[str, object] = {"fullUrl": f"{base_url}/{stored.rtype}/{stored.id}"}
+        url = stored.rtype if stored.method == "POST" else f"{stored.rtype}/{stored.id}"
+        fields["request"] = {"method": stored.method, "url": url}
+        status = {"POST": "201", "DELETE": "204"}.get(stored.method, "200")
+        fields["response"] = {
+            "status": status,
+            "etag": etag(stored.version),
+            "lastModified": instant(stored.last_updated),
+        }
+        entries.append(entry_bytes(fields, None if stored.deleted else stored.body))
+
+    path = "/".join(p for p in (rtype, id) if p)
+    here = f"{base_url}/{path}/_history" if path else f"{base_url}/_history"
+    plain = [(k, v) for k, v in params if k != "_cursor"]
+    links = [("self", here + ("?" + urlencode(params) if params else ""))]
+    if len(rows) == query.count:
+        lu, hpk = rows[-1][1]
+        token = encode_cursor({"lu": lu, "pk": hpk}, secret)
+        links.append(("next", here + "?" + urlencode([*plain, ("_cursor", token)])))
+    if cursor:
+        links.append(("first", here + ("?" + urlencode(plain) if plain else "")))
+    return bundle_bytes("history", entries, now=now, links=links)
+
+
+def _parse(
+    params: list[tuple[str, str]],
+    rtype: str | None,
+    id: str | None,
+    secret: bytes,
+    default_count: int,
+    max_count: int,
+) -> tuple[HistoryQuery, bool]:
+    since = at = after = None
+    count = default_count
+    for name, value in params:
+        if name == "_since":
+            since = date_range(value, name)[0]
+        elif name == "_at":
+            at = date_range(value, name)
+        elif name == "_count":
+            if not value.isdigit():
+                raise bad_request(f"_count must be a non-negative integer, not {value!r}", "_count")
+            count = min(int(value), max_count)
+        elif name == "_cursor":
+            position = decode_cursor(value, secret)
+            after = (int(position["lu"]), int(position["pk"]))
+        elif name in ("_format", "_pretty", "_summary", "_elements"):
+            continue
+        else:
+            raise bad_request(f"Unknown history parameter {name!r}", name)
+    query = HistoryQuery(rtype=rtype, id=id, since=since, at=at, count=max(count, 0), after=after)
+    return query, after is not None
+
+
+def date_range(value: str, where: str) -> tuple[int, int]:
+    """The instants (µs, UTC) a FHIR date/dateTime/instant of any precision covers.
+    A value without a zone is read as UTC (our documented rule)."""
+    m = _DATE.fullmatch(value.strip())
+    if not m:
+        raise bad_request(f"{where}: {value!r} is not a FHIR date, dateTime or instant", where)
+    g = m.groupdict()
+    try:
+        start = datetime(
+            int(g["y"]),
+            int(g["m"] or 1),
+            int(g["d"] or 1),
+            int(g["H"] or 0),
+            int(g["M"] or 0),
+            int(g["S"] or 0),
+            int(round(float(g["f"]) * 1_000_000)) if g["f"] else 0,
+            tzinfo=UTC,
+        )
+    except ValueError as exc:
+        raise bad_request(f"{where}: {value!r} is not a valid date ({exc})", where) from exc
+    if g["z"] and g["z"] != "Z":
+        sign = 1 if g["z"][0] == "+" else -1
+        start -= sign * timedelta(hours=int(g["z"][1:3]), minutes=int(g["z"][4:6]))
+    if g["f"]:
+        end = start
+    elif g["S"]:
+        end = start + timedelta(seconds=1) - timedelta(microseconds=1)
+    elif g["M"]:
+        end = start + timedelta(minutes=1) - timedelta(microseconds=1)
+    elif g["d"]:
+        end = start + timedelta(days=1) - timedelta(microseconds=1)
+    elif g["m"]:
+        nxt = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+        end = nxt - timedelta(microseconds=1)
+    else:
+        end = datetime(start.year + 1, 1, 1, tzinfo=UTC) - timedelta(microseconds=1)
+    return to_us(start), to_us(end)

@@ -1,0 +1,51 @@
+"""The one way a new version reaches storage: stamp, index, put.
+
+Every write interaction (create, update, patch, delete, and their conditional forms)
+ends here, so meta, index rows and history are always written together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server.search import extract_index_rows
+from fhir_server.storage.repository import StoredResource, WriteSession
+from fhir_server.versioning import stamp
+
+
+def write_version(
+    session: WriteSession,
+    resource: dict[str, Any],
+    *,
+    id: str,
+    now: int,
+    method: str,
+    previous: StoredResource | None,
+) -> StoredResource:
+    version = previous.version + 1 if previous else 1
+    body = stamp(resource, id, version, now)
+    return session.put(
+        rtype=resource["resourceType"],
+        id=id,
+        version=version,
+        last_updated=now,
+        body=body,
+        method=method,
+        index_rows=extract_index_rows(resource),
+        previous=previous,
+    )
+
+
+def write_deletion(session: WriteSession, previous: StoredResource, *, now: int) -> StoredResource:
+    """A delete is a new version with no content (http.html#delete: later reads are 410)."""
+    return session.put(
+        rtype=previous.rtype,
+        id=previous.id,
+        version=previous.version + 1,
+        last_updated=now,
+        body=b"",
+        method="DELETE",
+        deleted=True,
+        index_rows=None,
+        previous=previous,
+    )

@@ -1,0 +1,23 @@
+"""What one running server holds: settings, the repository, cached documents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fhir_server.config import Settings
+from fhir_server.interactions.capabilities import capability_statement
+from fhir_server.storage.repository import Repository
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    repository: Repository
+    started: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    _capabilities: dict[str, bytes] = field(default_factory=dict)
+
+    def capability_statement(self, base_url: str) -> bytes:
+        if base_url not in self._capabilities:
+            self._capabilities[base_url] = capability_statement(base_url, software_date=self.started)
+        return self._capabilities[base_url]

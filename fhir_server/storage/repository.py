@@ -1,0 +1,287 @@
+"""The one interface between the interactions and the database.
+
+Nothing here knows about HTTP. Reads go through the reader engine; every write -- one
+interaction or one whole Bundle -- runs inside :meth:`Repository.write`, which is one
+database transaction: it commits as a whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from fhir_server.search import SearchQuery
+from fhir_server.storage.database import Database
+from fhir_server.storage.search_sql import match_pks
+from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
+
+T = TypeVar("T")
+
+IndexRows = dict[str, list[dict[str, object]]]
+
+# PostgreSQL errors worth retrying the whole unit of work for: serialization failure,
+# deadlock detected, unique violation from a racing insert of the same (type, id).
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
+_MAX_ATTEMPTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One stored version: the canonical JSON bytes and the facts kept beside them."""
+
+    rtype: str
+    id: str
+    version: int
+    last_updated: int  # microseconds since the epoch, UTC
+    deleted: bool
+    body: bytes
+    method: str = ""
+    pk: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    rtype: str | None = None
+    id: str | None = None
+    since: int | None = None  # _since: versions updated at or after (µs)
+    at: tuple[int, int] | None = None  # _at: versions current at some point in [lo, hi]
+    count: int = 20
+    # keyset position: (last_updated, hpk) of the last entry on the previous page
+    after: tuple[int, int] | None = None
+
+
+class Repository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- reads -----------------------------------------------------------------------
+
+    def read(self, rtype: str, id: str) -> StoredResource | None:
+        with self.db.reader.connect() as conn:
+            return _current(conn, rtype, id)
+
+    def vread(self, rtype: str, id: str, version: int) -> StoredResource | None:
+        with self.db.reader.connect() as conn:
+            return _version(conn, rtype, id, version)
+
+    def history(self, query: HistoryQuery) -> list[tuple[StoredResource, tuple[int, int]]]:
+        """Versions newest first, each with its keyset position for the next page."""
+        h = resource_history
+        conditions = []
+        if query.rtype:
+            conditions.append(h.c.rtype == query.rtype)
+        if query.id:
+            conditions.append(h.c.id == query.id)
+        if query.since is not None:
+            conditions.append(h.c.last_updated >= query.since)
+        if query.at is not None:
+            lo, hi = query.at
+            later = h.alias("later")
+            # current at some point in [lo, hi]: written no later than hi, and not
+            # replaced by a newer version before lo (FHIR R4 http.html#history, _at).
+            conditions.append(h.c.last_updated <= hi)
+            conditions.append(
+                ~exists().where(
+                    later.c.rtype == h.c.rtype,
+                    later.c.id == h.c.id,
+                    later.c.version > h.c.version,
+                    later.c.last_updated < lo,
+                )
+            )
+        if query.after is not None:
+            lu, hpk = query.after
+            conditions.append(
+                or_(h.c.last_updated < lu, and_(h.c.last_updated == lu, h.c.hpk < hpk))
+            )
+        stmt = (
+            select(*_HISTORY_COLUMNS, h.c.hpk)
+            .where(*conditions)
+            .order_by(h.c.last_updated.desc(), h.c.hpk.desc())
+            .limit(query.count)
+        )
+        with self.db.reader.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [(_history_row(row), (row.last_updated, row.hpk)) for row in rows]
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read connection for the search engine (one consistent snapshot on SQLite)."""
+        with self.db.reader.connect() as conn, conn.begin():
+            yield conn
+
+    # -- writes ----------------------------------------------------------------------
+
+    def write(self, work: Callable[[WriteSession], T]) -> T:
+        """Run ``work`` in one transaction; retry it whole on a lost race (PostgreSQL).
+
+        ``work`` must be safe to run again: it may only touch the database through the
+        session it is given, and a retry starts from a rolled-back state.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.db.writer.connect() as conn, conn.begin():
+                    return work(WriteSession(conn))
+            except (DBAPIError, IntegrityError) as exc:
+                if attempt >= _MAX_ATTEMPTS or _sqlstate(exc) not in _RETRYABLE_SQLSTATES:
+                    raise
+
+
+class WriteSession:
+    """What an interaction may do inside a write transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._postgres = conn.dialect.name == "postgresql"
+
+    def read(self, rtype: str, id: str) -> StoredResource | None:
+        return _current(self.conn, rtype, id)
+
+    def vread(self, rtype: str, id: str, version: int) -> StoredResource | None:
+        return _version(self.conn, rtype, id, version)
+
+    def current(self, rtype: str, id: str) -> StoredResource | None:
+        """The current version (deleted or not), locked against concurrent writers."""
+        self.lock(f"{rtype}/{id}")
+        return _current(self.conn, rtype, id)
+
+    def lock(self, key: str) -> None:
+        """Serialise writers on ``key`` until this transaction ends.
+
+        SQLite: the transaction already holds the database write lock (BEGIN IMMEDIATE).
+        PostgreSQL: a transaction-scoped advisory lock on a 64-bit hash of the key, the
+        design in fhir-server-anchors.md 6.3, so conditional creates with the same criteria
+        cannot both insert and no global SERIALIZABLE isolation is needed.
+        """
+        if self._postgres:
+            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+            self.conn.execute(
+                text("SELECT pg_advisory_xact_lock(:k)"),
+                {"k": int.from_bytes(digest, "big", signed=True)},
+            )
+
+    def find(self, query: SearchQuery, limit: int) -> list[StoredResource]:
+        """Current resources matching a parsed search, at most ``limit`` of them."""
+        pks = self.conn.execute(match_pks(query).limit(limit)).scalars().all()
+        return self.resources_by_pk(pks)
+
+    def resources_by_pk(self, pks: Sequence[int]) -> list[StoredResource]:
+        if not pks:
+            return []
+        rows = self.conn.execute(select(*_CURRENT_COLUMNS).where(resource.c.pk.in_(pks))).all()
+        return [_current_row(row) for row in rows]
+
+    def put(
+        self,
+        *,
+        rtype: str,
+        id: str,
+        version: int,
+        last_updated: int,
+        body: bytes,
+        method: str,
+        deleted: bool = False,
+        index_rows: IndexRows | None = None,
+        previous: StoredResource | None = None,
+    ) -> StoredResource:
+        """Write a new version: the current row, a history row and the index rows."""
+        values = {
+            "version": version,
+            "last_updated": last_updated,
+            "deleted": deleted,
+            "body": body,
+        }
+        if previous is None:
+            pk = self.conn.execute(
+                insert(resource).values(rtype=rtype, id=id, **values).returning(resource.c.pk)
+            ).scalar_one()
+        else:
+            pk = previous.pk
+            self.conn.execute(update(resource).where(resource.c.pk == pk).values(**values))
+            for table in INDEX_TABLES.values():
+                self.conn.execute(delete(table).where(table.c.res_pk == pk))
+        self.conn.execute(
+            insert(resource_history).values(res_pk=pk, rtype=rtype, id=id, method=method, **values)
+        )
+        for name, rows in (index_rows or {}).items():
+            if rows:
+                self.conn.execute(
+                    insert(INDEX_TABLES[name]),
+                    [{**row, "res_pk": pk, "rtype": rtype} for row in rows],
+                )
+        return StoredResource(rtype, id, version, last_updated, deleted, body, method, pk)
+
+
+_CURRENT_COLUMNS = (
+    resource.c.pk,
+    resource.c.rtype,
+    resource.c.id,
+    resource.c.version,
+    resource.c.last_updated,
+    resource.c.deleted,
+    resource.c.body,
+)
+_HISTORY_COLUMNS = (
+    resource_history.c.res_pk,
+    resource_history.c.rtype,
+    resource_history.c.id,
+    resource_history.c.version,
+    resource_history.c.last_updated,
+    resource_history.c.deleted,
+    resource_history.c.body,
+    resource_history.c.method,
+)
+
+
+def _current(conn: Connection, rtype: str, id: str) -> StoredResource | None:
+    stmt = select(*_CURRENT_COLUMNS).where(resource.c.rtype == rtype, resource.c.id == id)
+    row = conn.execute(stmt).first()
+    return _current_row(row) if row else None
+
+
+def _version(conn: Connection, rtype: str, id: str, version: int) -> StoredResource | None:
+    stmt = select(*_HISTORY_COLUMNS).where(
+        resource_history.c.rtype == rtype,
+        resource_history.c.id == id,
+        resource_history.c.version == version,
+    )
+    row = conn.execute(stmt).first()
+    return _history_row(row) if row else None
+
+
+def _current_row(row: object) -> StoredResource:
+    return StoredResource(
+        row.rtype,  # type: ignore[attr-defined]
+        row.id,  # type: ignore[attr-defined]
+        row.version,  # type: ignore[attr-defined]
+        row.last_updated,  # type: ignore[attr-defined]
+        bool(row.deleted),  # type: ignore[attr-defined]
+        bytes(row.body),  # type: ignore[attr-defined]
+        "",
+        row.pk,  # type: ignore[attr-defined]
+    )
+
+
+def _history_row(row: object) -> StoredResource:
+    return StoredResource(
+        row.rtype,  # type: ignore[attr-defined]
+        row.id,  # type: ignore[attr-defined]
+        row.version,  # type: ignore[attr-defined]
+        row.last_updated,  # type: ignore[attr-defined]
+        bool(row.deleted),  # type: ignore[attr-defined]
+        bytes(row.body),  # type: ignore[attr-defined]
+        row.method,  # type: ignore[attr-defined]
+        row.res_pk,  # type: ignore[attr-defined]
+    )
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
