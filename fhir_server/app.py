@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
@@ -11,6 +13,7 @@ from starlette.responses import Response
 
 from fhir_server.api.routes import ROUTES, error_response
 from fhir_server.config import Settings
+from fhir_server.content import load_programme_content
 from fhir_server.errors import FhirError, error
 from fhir_server.server_state import ServerState
 from fhir_server.storage.database import open_database
@@ -24,13 +27,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = (settings or Settings.from_env()).resolved()
     db = open_database(settings.database_url)
     upgrade(db)
-    state = ServerState(settings, Repository(db))
+    repository = Repository(db)
+    if settings.load_content:
+        counts = load_programme_content(repository, settings.base_url or "http://localhost/fhir")
+        log.info("programme content: %s", counts)
+    state = ServerState(settings, repository)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.dispose()
 
     app = FastAPI(
         title="SelfBack FHIR server",
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        lifespan=lifespan,
     )
     app.state.fhir = state
     for path, methods, handler in ROUTES:
@@ -55,9 +68,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def _health() -> dict[str, str]:
         return {"status": "ok"}
-
-    @app.on_event("shutdown")
-    async def _close() -> None:
-        db.dispose()
 
     return app

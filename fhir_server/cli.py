@@ -19,8 +19,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--database-url", help="SQLAlchemy URL (env SELFBACK_DATABASE_URL); default: SQLite under --data-dir")
-        p.add_argument("--data-dir", type=Path, help="folder for the SQLite file and keys (env SELFBACK_DATA_DIR; default ./data)")
+        p.add_argument(
+            "--database-url",
+            help="SQLAlchemy URL (env SELFBACK_DATABASE_URL); default: SQLite under --data-dir",
+        )
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            help="folder for the SQLite file and keys (env SELFBACK_DATA_DIR; default ./data)",
+        )
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
     serve = sub.add_parser("serve", help="run the FHIR server")
@@ -29,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1, help="server processes")
     serve.add_argument("--base-url", help="public FHIR base URL (env SELFBACK_BASE_URL)")
-    serve.add_argument("--no-content", action="store_true", help="do not load the programme's content")
+    serve.add_argument(
+        "--no-content", action="store_true", help="do not load the programme's content"
+    )
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     common(migrate)
@@ -37,7 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = sub.add_parser("load", help="load Bundles, NDJSON files or single resources")
     common(load)
     load.add_argument("files", nargs="+", type=Path)
-    load.add_argument("--batch-size", type=int, default=500, help="resources per transaction for NDJSON")
+    load.add_argument(
+        "--batch-size", type=int, default=500, help="resources per transaction for NDJSON"
+    )
 
     args = parser.parse_args(argv)
     settings = Settings.from_env(database_url=args.database_url, data_dir=args.data_dir)
@@ -62,19 +73,30 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ["SELFBACK_DATA_DIR"] = str(settings.data_dir)
     if args.base_url:
         os.environ["SELFBACK_BASE_URL"] = args.base_url
-    if args.no_content:
-        os.environ["SELFBACK_LOAD_CONTENT"] = "0"
-    # Migrate once here, before workers start, so they never race on the schema.
+    # Migrate and load the content once here, before the workers start, so they never
+    # race on the schema or the content; the workers are then told to skip both.
+    from fhir_server.content import load_programme_content
     from fhir_server.storage.database import open_database
     from fhir_server.storage.migrate import upgrade
+    from fhir_server.storage.repository import Repository
 
     db = open_database(settings.database_url)
     revision = upgrade(db)
+    content = {} if args.no_content else load_programme_content(Repository(db))
     db.dispose()
+    os.environ["SELFBACK_LOAD_CONTENT"] = "0"
+    url = f"http://{args.host}:{args.port}/fhir"
+    database = _redact(settings.database_url)
     _emit(
         args,
-        {"event": "serving", "url": f"http://{args.host}:{args.port}/fhir", "database": _redact(settings.database_url), "schema": revision},
-        f"SelfBack FHIR server on http://{args.host}:{args.port}/fhir  (database {_redact(settings.database_url)}, schema {revision})",
+        {
+            "event": "serving",
+            "url": url,
+            "database": database,
+            "schema": revision,
+            "content": content,
+        },
+        f"SelfBack FHIR server on {url}  (database {database}, schema {revision}, content {content or 'not loaded'})",
     )
     uvicorn.run(
         "fhir_server.asgi:app",
@@ -94,7 +116,11 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     db = open_database(settings.database_url)
     revision = upgrade(db)
     db.dispose()
-    _emit(args, {"database": _redact(settings.database_url), "revision": revision}, f"schema at {revision}")
+    _emit(
+        args,
+        {"database": _redact(settings.database_url), "revision": revision},
+        f"schema at {revision}",
+    )
     return 0
 
 
@@ -104,7 +130,9 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
     started = time.perf_counter()
     report = load_files(settings, args.files, batch_size=args.batch_size, progress=not args.json)
     report["seconds"] = round(time.perf_counter() - started, 3)
-    report["resources_per_second"] = round(report["resources"] / report["seconds"], 1) if report["seconds"] else None
+    report["resources_per_second"] = (
+        round(report["resources"] / report["seconds"], 1) if report["seconds"] else None
+    )
     _emit(
         args,
         report,

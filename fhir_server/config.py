@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("data")
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 def _env(name: str, default: str) -> str:
@@ -20,7 +21,7 @@ class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     # The public base URL of the FHIR endpoint; derived from the request when empty.
     base_url: str = ""
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     default_page_size: int = 20
     max_page_size: int = 1000
     load_content: bool = True
@@ -33,7 +34,7 @@ class Settings:
             database_url=_env("DATABASE_URL", ""),
             data_dir=data_dir,
             base_url=_env("BASE_URL", ""),
-            max_body_bytes=int(_env("MAX_BODY_BYTES", str(cls.max_body_bytes))),
+            max_body_bytes=int(_env("MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
             load_content=_env("LOAD_CONTENT", "1") not in ("0", "false", "no"),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}

@@ -22,7 +22,9 @@ from fhir_server.storage.repository import Repository
 from fhir_server.versioning import now_us
 
 
-def load_files(settings: Settings, files: list[Path], *, batch_size: int, progress: bool) -> dict[str, Any]:
+def load_files(
+    settings: Settings, files: list[Path], *, batch_size: int, progress: bool
+) -> dict[str, Any]:
     db = open_database(settings.database_url)
     upgrade(db)
     repo = Repository(db)
@@ -31,7 +33,12 @@ def load_files(settings: Settings, files: list[Path], *, batch_size: int, progre
     bar = _progress_bar(progress)
     try:
         for path in files:
-            for bundle in transactions_in(path, batch_size):
+            try:
+                bundles = list(transactions_in(path, batch_size))
+            except (OSError, ValueError) as exc:
+                report["errors"].append({"file": str(path), "error": f"unreadable: {exc}"})
+                continue
+            for bundle in bundles:
                 try:
                     options = BundleOptions(base_url=base, now=now_us(), return_minimal=True)
                     response = process_bundle(repo, bundle, options)
@@ -42,8 +49,6 @@ def load_files(settings: Settings, files: list[Path], *, batch_size: int, progre
                         bar.update(done)
                 except FhirError as exc:
                     report["errors"].append({"file": str(path), "error": str(exc)})
-                except (OSError, ValueError) as exc:
-                    report["errors"].append({"file": str(path), "error": f"unreadable: {exc}"})
     finally:
         if bar is not None:
             bar.close()
@@ -58,10 +63,15 @@ def transactions_in(path: Path, batch_size: int) -> Iterator[dict[str, Any]]:
         lines = [line for line in raw.splitlines() if line.strip()]
         for start in range(0, len(lines), batch_size):
             chunk = lines[start : start + batch_size]
-            yield as_transaction([orjson.loads(line) for line in chunk])
+            yield as_transaction([_resource(orjson.loads(line)) for line in chunk])
         return
     document = orjson.loads(raw)
-    if document.get("resourceType") == "Bundle" and document.get("type") in ("transaction", "batch"):
+    if not isinstance(document, dict):
+        raise ValueError("not a FHIR resource (a JSON object with resourceType)")
+    if document.get("resourceType") == "Bundle" and document.get("type") in (
+        "transaction",
+        "batch",
+    ):
         yield document
     elif document.get("resourceType") == "Bundle":
         resources = [e["resource"] for e in document.get("entry", []) if "resource" in e]
@@ -81,6 +91,12 @@ def as_transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
             request = {"method": "POST", "url": rtype}
         entries.append({"resource": resource, "request": request})
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _resource(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("an NDJSON line is not a FHIR resource")
+    return value
 
 
 def _read(path: Path) -> bytes:

@@ -19,5 +19,7 @@ class ServerState:
 
     def capability_statement(self, base_url: str) -> bytes:
         if base_url not in self._capabilities:
-            self._capabilities[base_url] = capability_statement(base_url, software_date=self.started)
+            self._capabilities[base_url] = capability_statement(
+                base_url, software_date=self.started
+            )
         return self._capabilities[base_url]

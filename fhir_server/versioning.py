@@ -69,7 +69,7 @@ def etag(version: int) -> str:
 def parse_etag(value: str, header: str = "If-Match") -> int:
     match = _ETAG.match(value)
     if not match or not match.group(1).isdigit():
-        raise bad_request(f"{header} must be a version ETag like W/\"3\", not {value!r}")
+        raise bad_request(f'{header} must be a version ETag like W/"3", not {value!r}')
     return int(match.group(1))
 
 
@@ -95,7 +95,11 @@ def same_content(stored_body: bytes, resource: dict[str, Any]) -> bool:
 
 
 def _comparable(resource: dict[str, Any]) -> dict[str, Any]:
-    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    meta = {
+        k: v
+        for k, v in (resource.get("meta") or {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
     out = {k: v for k, v in resource.items() if k != "meta"}
     if meta:
         out["meta"] = meta

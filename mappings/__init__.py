@@ -1,1 +1,28 @@
-"""Pure transforms: questionnaire scoring, wearable imports, national-profile shaping (no I/O)."""
+"""Pure transforms: questionnaire scoring, wearable imports, national-profile shaping (no I/O).
+
+Questionnaire content and scoring (this package's clinical content):
+
+- ``load_questionnaires()`` / ``questionnaire(url)``: the programme's FHIR R4 Questionnaires
+- ``score_response(qr, as_of) -> list[Score]``: scores by the rules in ``data/scoring.json``
+- ``score_observations(qr, scores, as_of) -> list[dict]``: Observations + one Provenance
+- ``due_groups(week, baseline, step_goal_fraction)``: the weekly check-in schedule
+"""
+
+from mappings.questionnaire_content import load_questionnaires, questionnaire
+from mappings.score import Score, ScoreCoding, ScoringError
+from mappings.score_observations import score_observations
+from mappings.scoring import score_response, scoring_config
+from mappings.weekly_schedule import due_groups, weekly_schedule
+
+__all__ = [
+    "Score",
+    "ScoreCoding",
+    "ScoringError",
+    "due_groups",
+    "load_questionnaires",
+    "questionnaire",
+    "score_observations",
+    "score_response",
+    "scoring_config",
+    "weekly_schedule",
+]

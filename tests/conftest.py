@@ -18,12 +18,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared").resolve()
 TEST_DB = os.environ.get("SELFBACK_TEST_DB", "sqlite")
-POSTGRES_ADMIN = os.environ.get("SELFBACK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN = os.environ.get(
+    "SELFBACK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared reference data is absent")
 
 # Fixtures that touch a database; tests using them form the PostgreSQL pass (-m db).
-_DB_FIXTURES = {"database_url", "server", "fhir"}
+_DB_FIXTURES = {"database_url", "server", "fhir", "cli_database"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -93,7 +95,18 @@ def start_server(database_url: str, data_dir: Path, **env: str) -> RunningServer
         **env,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "fhir_server.asgi:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "fhir_server.asgi:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         env=environment,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -123,7 +136,11 @@ def stop_server(server: RunningServer) -> None:
 
 @pytest.fixture(scope="session")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(database_url, tmp_path_factory.mktemp("server"), SELFBACK_MAX_BODY_BYTES=str(2 * 1024 * 1024))
+    running = start_server(
+        database_url,
+        tmp_path_factory.mktemp("server"),
+        SELFBACK_MAX_BODY_BYTES=str(2 * 1024 * 1024),
+    )
     yield running
     stop_server(running)
 

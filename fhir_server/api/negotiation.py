@@ -88,7 +88,9 @@ def parse_resource_body(body: bytes, content_type: str | None) -> Any:
         return parse_xml(body)
     if kind in JSON_TYPES or kind in ("", JSON_PATCH, "text/plain"):
         return parse_json(body)
-    raise FhirError(415, error(415, "not-supported", f"Content-Type {kind!r} is not supported").issues)
+    raise FhirError(
+        415, error(415, "not-supported", f"Content-Type {kind!r} is not supported").issues
+    )
 
 
 def parse_json(body: bytes) -> Any:

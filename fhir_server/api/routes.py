@@ -43,6 +43,7 @@ from fhir_server.interactions.search import search_bundle
 from fhir_server.interactions.transaction import BundleOptions, process_bundle
 from fhir_server.server_state import ServerState
 from fhir_server.storage.repository import StoredResource, WriteSession
+from fhir_server.validation import validate_resource
 from fhir_server.versioning import check_id, etag, http_date, now_us, parse_etag, parse_http_date
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -73,7 +74,9 @@ def resource_type(request: Request) -> str:
     return rtype
 
 
-def fhir_response(body: bytes | None, prefs: Preferences, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def fhir_response(
+    body: bytes | None, prefs: Preferences, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         content=b"" if body is None else body,
         status_code=status,
@@ -122,7 +125,9 @@ def write_response(outcome: WriteOutcome, request: Request, prefs: Preferences) 
         return Response(status_code=outcome.status)
     headers = version_headers(stored)
     if outcome.status in (200, 201) and not stored.deleted:
-        headers["Location"] = f"{base_url(request)}/{stored.rtype}/{stored.id}/_history/{stored.version}"
+        headers["Location"] = (
+            f"{base_url(request)}/{stored.rtype}/{stored.id}/_history/{stored.version}"
+        )
     if outcome.status == 204 or stored.deleted:
         return Response(status_code=outcome.status, headers=headers)
     if prefs.return_ == "minimal":
@@ -130,7 +135,13 @@ def write_response(outcome: WriteOutcome, request: Request, prefs: Preferences) 
     if prefs.return_ == "OperationOutcome":
         verb = "created" if outcome.status == 201 else "updated"
         body = operation_outcome(
-            [Issue("informational", f"{stored.rtype}/{stored.id} {verb} at version {stored.version}", "information")]
+            [
+                Issue(
+                    "informational",
+                    f"{stored.rtype}/{stored.id} {verb} at version {stored.version}",
+                    "information",
+                )
+            ]
         )
         return fhir_response(render_value(body, prefs), prefs, outcome.status, headers)
     return fhir_response(render(stored.body, prefs), prefs, outcome.status, headers)
@@ -188,13 +199,15 @@ async def vread(request: Request) -> Response:
 
 async def update(request: Request) -> Response:
     rtype = resource_type(request)
-    id = request.path_params["id"]
-    resource = await resource_body(request)
+    id = check_id(request.path_params["id"])
+    resource = validate_resource(await resource_body(request), expected_type=rtype)
     expected = if_match(request)
     now = now_us()
     return await run_write(
         request,
-        lambda s: update_room.update(s, rtype, id, resource, now=now, if_match=expected),
+        lambda s: update_room.update(
+            s, rtype, id, resource, now=now, if_match=expected, validated=True
+        ),
     )
 
 
@@ -203,7 +216,9 @@ async def delete(request: Request) -> Response:
     id = request.path_params["id"]
     expected = if_match(request)
     now = now_us()
-    return await run_write(request, lambda s: delete_room.delete(s, rtype, id, now=now, if_match=expected))
+    return await run_write(
+        request, lambda s: delete_room.delete(s, rtype, id, now=now, if_match=expected)
+    )
 
 
 async def patch(request: Request) -> Response:
@@ -215,7 +230,8 @@ async def patch(request: Request) -> Response:
     if id is None:
         criteria = request.url.query
         return await run_write(
-            request, lambda s: patch_room.conditional_patch(s, rtype, criteria, document, kind, now=now)
+            request,
+            lambda s: patch_room.conditional_patch(s, rtype, criteria, document, kind, now=now),
         )
     return await run_write(
         request,
@@ -252,23 +268,28 @@ async def instance_history(request: Request) -> Response:
 
 async def create(request: Request) -> Response:
     rtype = resource_type(request)
-    resource = await resource_body(request)
+    resource = validate_resource(await resource_body(request), expected_type=rtype)
     condition = request.headers.get("if-none-exist")
     now = now_us()
     return await run_write(
-        request, lambda s: create_room.create(s, rtype, resource, now=now, if_none_exist=condition)
+        request,
+        lambda s: create_room.create(
+            s, rtype, resource, now=now, if_none_exist=condition, validated=True
+        ),
     )
 
 
 async def conditional_update(request: Request) -> Response:
     rtype = resource_type(request)
-    resource = await resource_body(request)
+    resource = validate_resource(await resource_body(request), expected_type=rtype)
     criteria = request.url.query
     expected = if_match(request)
     now = now_us()
     return await run_write(
         request,
-        lambda s: update_room.conditional_update(s, rtype, criteria, resource, now=now, if_match=expected),
+        lambda s: update_room.conditional_update(
+            s, rtype, criteria, resource, now=now, if_match=expected, validated=True
+        ),
     )
 
 
@@ -276,7 +297,9 @@ async def conditional_delete(request: Request) -> Response:
     rtype = resource_type(request)
     criteria = request.url.query
     now = now_us()
-    return await run_write(request, lambda s: delete_room.conditional_delete(s, rtype, criteria, now=now))
+    return await run_write(
+        request, lambda s: delete_room.conditional_delete(s, rtype, criteria, now=now)
+    )
 
 
 async def type_history(request: Request) -> Response:
@@ -317,7 +340,12 @@ async def transaction(request: Request) -> Response:
         now=now_us(),
         return_minimal=prefs.return_ == "minimal",
         search=lambda session, rtype, query: search_bundle(
-            session.conn, rtype, _pairs(query), base_url=base_url(request), strict=prefs.strict
+            session.search_connection(),
+            rtype,
+            parse_qsl(query, keep_blank_values=True),
+            base_url=base_url(request),
+            strict=prefs.strict,
+            secret=state(request).settings.secret_key,
         ),
     )
     body = await run_in_threadpool(process_bundle, repo, bundle, options)
@@ -354,12 +382,15 @@ async def search(request: Request, rtype: str | None, params: list[tuple[str, st
     prefs = prefs_of(request)
     repo = state(request).repository
     with repo.reading() as conn:
-        body = search_bundle(conn, rtype, params, base_url=base_url(request), strict=prefs.strict)
+        body = search_bundle(
+            conn,
+            rtype,
+            params,
+            base_url=base_url(request),
+            strict=prefs.strict,
+            secret=state(request).settings.secret_key,
+        )
     return fhir_response(render(body, prefs), prefs)
-
-
-def _pairs(query: str) -> list[tuple[str, str]]:
-    return parse_qsl(query, keep_blank_values=True)
 
 
 def error_response(exc: FhirError, request: Request) -> Response:
@@ -367,7 +398,9 @@ def error_response(exc: FhirError, request: Request) -> Response:
         prefs = prefs_of(request)
     except FhirError:
         prefs = Preferences()
-    return fhir_response(render_value(exc.to_operation_outcome(), prefs), prefs, exc.status, exc.headers)
+    return fhir_response(
+        render_value(exc.to_operation_outcome(), prefs), prefs, exc.status, exc.headers
+    )
 
 
 # The route table, most specific first (Starlette matches in order).
@@ -375,7 +408,9 @@ ROUTES: list[tuple[str, list[str], Handler]] = [
     ("/fhir/metadata", ["GET"], capabilities),
     ("/fhir/_history", ["GET"], system_history),
     ("/fhir", ["POST"], transaction),
+    ("/fhir/", ["POST"], transaction),
     ("/fhir", ["GET"], system_search),
+    ("/fhir/", ["GET"], system_search),
     ("/fhir/{rtype}/_history", ["GET"], type_history),
     ("/fhir/{rtype}/_search", ["POST"], search_type_post),
     ("/fhir/{rtype}/{id}/_history/{vid}", ["GET"], vread),

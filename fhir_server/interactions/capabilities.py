@@ -51,7 +51,11 @@ def capability_statement(base_url: str, *, software_date: str) -> bytes:
         "implementation": {"description": "SelfBack FHIR integration server", "url": base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "application/fhir+xml"],
-        "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
+        "patchFormat": [
+            "application/json-patch+json",
+            "application/fhir+json",
+            "application/fhir+xml",
+        ],
         "rest": [
             {
                 "mode": "server",

@@ -21,15 +21,18 @@ def create(
     now: int,
     if_none_exist: str | None = None,
     assigned_id: str | None = None,
+    validated: bool = False,
 ) -> WriteOutcome:
     """Store ``resource`` under a server-assigned id.
 
     Any id in the body is ignored (http.html#create). ``assigned_id`` lets a transaction
     fix the id in advance so ``urn:uuid:`` references can be rewritten before writing.
     With ``If-None-Exist``: one match answers 200 with that resource and writes nothing,
-    several matches answer 412.
+    several matches answer 412. ``validated`` says the caller already ran structural
+    validation (outside the write transaction, to keep the write lock short).
     """
-    validate_resource(resource, expected_type=rtype)
+    if not validated:
+        validate_resource(resource, expected_type=rtype)
     if if_none_exist:
         matches = find_matches(session, rtype, if_none_exist)
         if len(matches) == 1:

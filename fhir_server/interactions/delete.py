@@ -24,7 +24,9 @@ def delete(
     return WriteOutcome(204, write_deletion(session, current, now=now))
 
 
-def conditional_delete(session: WriteSession, rtype: str, criteria: str, *, now: int) -> WriteOutcome:
+def conditional_delete(
+    session: WriteSession, rtype: str, criteria: str, *, now: int
+) -> WriteOutcome:
     """One match is deleted, none is a success, several are refused with 412 (this server
     does not delete several resources on one request)."""
     matches = find_matches(session, rtype, criteria)

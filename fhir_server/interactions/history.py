@@ -6,20 +6,14 @@ cursor on (lastUpdated, history row), so pages stay stable while new versions ar
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from fhir_server.errors import bad_request
 from fhir_server.interactions.bundle_json import bundle_bytes, entry_bytes
 from fhir_server.paging import decode_cursor, encode_cursor
+from fhir_server.search import dates
 from fhir_server.storage.repository import HistoryQuery, Repository
-from fhir_server.versioning import etag, instant, to_us
-
-_DATE = re.compile(
-    r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
-    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<f>\.\d+)?)?(?P<z>Z|[+-]\d{2}:\d{2})?)?)?)?"
-)
+from fhir_server.versioning import etag, instant
 
 
 def history_bundle(
@@ -93,39 +87,11 @@ def _parse(
 
 
 def date_range(value: str, where: str) -> tuple[int, int]:
-    """The instants (µs, UTC) a FHIR date/dateTime/instant of any precision covers.
-    A value without a zone is read as UTC (our documented rule)."""
-    m = _DATE.fullmatch(value.strip())
-    if not m:
-        raise bad_request(f"{where}: {value!r} is not a FHIR date, dateTime or instant", where)
-    g = m.groupdict()
+    """The instants (µs, UTC) a FHIR date/dateTime/instant of any precision covers, with
+    the search module's time-zone rule (no zone means UTC)."""
     try:
-        start = datetime(
-            int(g["y"]),
-            int(g["m"] or 1),
-            int(g["d"] or 1),
-            int(g["H"] or 0),
-            int(g["M"] or 0),
-            int(g["S"] or 0),
-            int(round(float(g["f"]) * 1_000_000)) if g["f"] else 0,
-            tzinfo=UTC,
-        )
-    except ValueError as exc:
-        raise bad_request(f"{where}: {value!r} is not a valid date ({exc})", where) from exc
-    if g["z"] and g["z"] != "Z":
-        sign = 1 if g["z"][0] == "+" else -1
-        start -= sign * timedelta(hours=int(g["z"][1:3]), minutes=int(g["z"][4:6]))
-    if g["f"]:
-        end = start
-    elif g["S"]:
-        end = start + timedelta(seconds=1) - timedelta(microseconds=1)
-    elif g["M"]:
-        end = start + timedelta(minutes=1) - timedelta(microseconds=1)
-    elif g["d"]:
-        end = start + timedelta(days=1) - timedelta(microseconds=1)
-    elif g["m"]:
-        nxt = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
-        end = nxt - timedelta(microseconds=1)
-    else:
-        end = datetime(start.year + 1, 1, 1, tzinfo=UTC) - timedelta(microseconds=1)
-    return to_us(start), to_us(end)
+        return dates.date_range(value.strip())
+    except dates.InvalidDate as exc:
+        raise bad_request(
+            f"{where}: {value!r} is not a FHIR date, dateTime or instant", where
+        ) from exc

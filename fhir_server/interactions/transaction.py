@@ -31,8 +31,9 @@ from fhir_server.interactions.delete import conditional_delete, delete
 from fhir_server.interactions.outcome import WriteOutcome
 from fhir_server.interactions.patch import PatchKind, conditional_patch, patch
 from fhir_server.interactions.read import read, vread
-from fhir_server.interactions.update import conditional_update, update
+from fhir_server.interactions.update import update
 from fhir_server.storage.repository import Repository, StoredResource, WriteSession
+from fhir_server.validation import validate_resource
 from fhir_server.versioning import etag, instant, new_id, parse_http_date
 
 # bundle.html#transaction: "process any DELETE interactions, then POST, then PUT or PATCH,
@@ -80,14 +81,28 @@ def process_bundle(repo: Repository, bundle: Any, options: BundleOptions) -> byt
 def _transaction(repo: Repository, raw_entries: list[Any], options: BundleOptions) -> bytes:
     requests = [parse_entry(i, e) for i, e in enumerate(raw_entries)]
     _check_unique_full_urls(requests)
+    # Structural validation needs no database: do it before taking the write lock, so a
+    # large Bundle holds the lock only for the work that needs it.
+    for request in requests:
+        if request.method in ("POST", "PUT") and request.resource is not None:
+            try:
+                validate_resource(request.resource, expected_type=request.rtype)
+            except FhirError as exc:
+                raise exc.with_location(request.where) from None
 
     def work(session: WriteSession) -> list[_EntryResult]:
         bindings = _bind_full_urls(session, requests)
+        by_url = {
+            r.full_url: bindings[r.index].reference
+            for r in requests
+            if r.full_url and r.index in bindings
+        }
         results: dict[int, _EntryResult] = {}
         for request in sorted(requests, key=lambda r: _ORDER[r.method]):
             try:
+                rewritten = _rewrite(request, by_url, bindings, session, requests)
                 results[request.index] = _run_entry(
-                    session, _rewrite(request, bindings, session, requests), options, bindings
+                    session, rewritten, options, bindings, validated=True
                 )
             except FhirError as exc:
                 raise exc.with_location(request.where) from None
@@ -161,6 +176,7 @@ def _bind_full_urls(session: WriteSession, requests: list[EntryRequest]) -> dict
 
 def _rewrite(
     request: EntryRequest,
+    by_url: dict[str, str],
     bindings: dict[int, _Binding],
     session: WriteSession,
     requests: list[EntryRequest],
@@ -170,11 +186,6 @@ def _rewrite(
     so a retried transaction starts clean)."""
     if request.resource is None:
         return request
-    by_url = {
-        r.full_url: bindings[r.index].reference
-        for r in requests
-        if r.full_url and r.index in bindings
-    }
 
     def resolve(reference: str) -> str:
         if reference in by_url:
@@ -232,6 +243,8 @@ def _run_entry(
     request: EntryRequest,
     options: BundleOptions,
     bindings: dict[int, _Binding],
+    *,
+    validated: bool = False,
 ) -> _EntryResult:
     now = options.now
     rtype = request.rtype
@@ -240,7 +253,9 @@ def _run_entry(
         binding = bindings[request.index]
         if binding.existing is not None:
             return _EntryResult(200, binding.existing)
-        result = create(session, rtype, request.resource, now=now, assigned_id=binding.id)
+        result = create(
+            session, rtype, request.resource, now=now, assigned_id=binding.id, validated=validated
+        )
         return _from_outcome(result)
     if request.method == "PUT":
         assert rtype and request.resource is not None
@@ -254,14 +269,28 @@ def _run_entry(
                     f"{rtype}.id",
                 )
             resource = {**resource, "id": target}
-        return _from_outcome(update(session, rtype, target, resource, now=now, if_match=request.if_match))
+        return _from_outcome(
+            update(
+                session,
+                rtype,
+                target,
+                resource,
+                now=now,
+                if_match=request.if_match,
+                validated=validated,
+            )
+        )
     if request.method == "PATCH":
         assert rtype
         document, kind = _patch_document(request)
         if request.id:
-            outcome = patch(session, rtype, request.id, document, kind, now=now, if_match=request.if_match)
+            outcome = patch(
+                session, rtype, request.id, document, kind, now=now, if_match=request.if_match
+            )
         else:
-            outcome = conditional_patch(session, rtype, request.criteria or "", document, kind, now=now)
+            outcome = conditional_patch(
+                session, rtype, request.criteria or "", document, kind, now=now
+            )
         return _from_outcome(outcome)
     if request.method == "DELETE":
         assert rtype
@@ -311,11 +340,17 @@ def _patch_document(request: EntryRequest) -> tuple[Any, PatchKind]:
         return resource, "fhirpath-patch"
     if resource.get("resourceType") == "Binary":
         if resource.get("contentType") != "application/json-patch+json":
-            raise bad_request("A Binary patch must have contentType application/json-patch+json", where)
+            raise bad_request(
+                "A Binary patch must have contentType application/json-patch+json", where
+            )
         try:
-            return orjson.loads(base64.b64decode(resource.get("data") or "", validate=True)), "json-patch"
+            return orjson.loads(
+                base64.b64decode(resource.get("data") or "", validate=True)
+            ), "json-patch"
         except (binascii.Error, orjson.JSONDecodeError) as exc:
-            raise bad_request(f"The Binary's data is not a JSON Patch document: {exc}", where) from exc
+            raise bad_request(
+                f"The Binary's data is not a JSON Patch document: {exc}", where
+            ) from exc
     raise bad_request("A PATCH entry needs a Binary or Parameters resource", where)
 
 
@@ -336,7 +371,13 @@ def _batch(repo: Repository, raw_entries: list[Any], options: BundleOptions) -> 
                 def work(session: WriteSession, r: EntryRequest = request) -> _EntryResult:
                     assert r.rtype and r.resource is not None
                     return _from_outcome(
-                        create(session, r.rtype, r.resource, now=options.now, if_none_exist=r.if_none_exist)
+                        create(
+                            session,
+                            r.rtype,
+                            r.resource,
+                            now=options.now,
+                            if_none_exist=r.if_none_exist,
+                        )
                     )
             else:
 

@@ -22,6 +22,7 @@ def update(
     now: int,
     if_match: int | None = None,
     method: str = "PUT",
+    validated: bool = False,
 ) -> WriteOutcome:
     """Replace the current version, or create the resource under the client's id.
 
@@ -29,7 +30,8 @@ def update(
     content equals the current version writes nothing and answers 200 with that version.
     """
     check_id(id)
-    validate_resource(resource, expected_type=rtype)
+    if not validated:
+        validate_resource(resource, expected_type=rtype)
     body_id = resource.get("id")
     if body_id is None:
         raise bad_request(f"The {rtype} in an update must carry id '{id}'", f"{rtype}.id")
@@ -53,9 +55,11 @@ def conditional_update(
     *,
     now: int,
     if_match: int | None = None,
+    validated: bool = False,
 ) -> WriteOutcome:
     """PUT [type]?criteria: none matches -> create, one -> update it, several -> 412."""
-    validate_resource(resource, expected_type=rtype)
+    if not validated:
+        validate_resource(resource, expected_type=rtype)
     matches = find_matches(session, rtype, criteria)
     if len(matches) > 1:
         raise precondition_failed(f"Criteria '{criteria}' match more than one {rtype}")
@@ -69,15 +73,25 @@ def conditional_update(
             )
     else:
         target = body_id or new_id()
-    return update(session, rtype, target, {**resource, "id": target}, now=now, if_match=if_match)
+    return update(
+        session,
+        rtype,
+        target,
+        {**resource, "id": target},
+        now=now,
+        if_match=if_match,
+        validated=True,
+    )
 
 
-def check_version(current: StoredResource | None, if_match: int | None, rtype: str, id: str) -> None:
+def check_version(
+    current: StoredResource | None, if_match: int | None, rtype: str, id: str
+) -> None:
     """If-Match (http.html#concurrency): the write applies only to that version."""
     if if_match is None:
         return
     if current is None or current.deleted:
-        raise precondition_failed(f"If-Match W/\"{if_match}\" given but {rtype}/{id} does not exist")
+        raise precondition_failed(f'If-Match W/"{if_match}" given but {rtype}/{id} does not exist')
     if current.version != if_match:
         raise precondition_failed(
             f"{rtype}/{id} is at version {current.version}, not {if_match} (If-Match)"

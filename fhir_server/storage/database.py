@@ -36,7 +36,11 @@ class Database:
 def open_database(url: str, *, pool_size: int = 8) -> Database:
     if make_url(url).get_backend_name() == "sqlite":
         return _open_sqlite(url)
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": False}
+    kwargs: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "pool_pre_ping": False,
+    }
     engine = create_engine(url, **kwargs)
     return Database(url, engine, engine)
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.types import TypeEngine
 
 metadata = MetaData()
 
@@ -79,63 +80,120 @@ def _index_table(name: str, *columns: Column, value_index: tuple[str, ...]) -> T
 # --- search index tables -------------------------------------------------------------
 # The value columns below are owned by fhir_server.search (extraction and SQL). Extraction
 # yields rows keyed by these table names; storage adds res_pk/rtype and inserts them.
+#
+# Every table has ``grp``: null for ordinary rows; for the components of a composite
+# parameter (search.html#composite) the ordinal of the element they were read from, so a
+# search can require all components to come from the same element. Component rows are
+# stored under the parameter code followed by ``#<component index>``, e.g.
+# ``component-code-value-quantity#1``. Reference identifiers (``subject:identifier``,
+# search.html#reference) are sp_token rows under ``<code>:identifier``; Identifier types for
+# ``:of-type`` (search.html#token) rows under ``<code>:of-type`` with code ``type|value``.
+#
+# Long values are cut to the column width on write and on search alike (see
+# fhir_server.search.extraction), so equality and prefix tests stay exact on what is kept.
+
+GRP = Integer
+
+
+def _bytewise(length: int) -> TypeEngine[str]:
+    """A string column that sorts by code point on PostgreSQL too ("C" collation), so
+    prefix searches become index range scans, [v, successor(v)), on both databases."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
 
 sp_string = _index_table(
     "sp_string",
-    Column("value_norm", String(255), nullable=False),  # lower-cased, accents removed
+    Column("value_norm", _bytewise(255), nullable=False),  # lower-cased, accents removed
     Column("value_exact", Text, nullable=False),
+    Column("grp", GRP, nullable=True),
     value_index=("value_norm",),
 )
 
 sp_token = _index_table(
     "sp_token",
-    Column("system", String(255), nullable=True),
-    Column("code", String(255), nullable=True),
-    Column("text_norm", String(255), nullable=True),  # display / text, for :text
+    Column("system", String(1024), nullable=True),
+    Column("code", String(1024), nullable=True),
+    Column("text_norm", _bytewise(255), nullable=True),  # display / text, for :text
+    Column("grp", GRP, nullable=True),
     value_index=("code", "system"),
+)
+Index(
+    "ix_sp_token_system", sp_token.c.rtype, sp_token.c.param, sp_token.c.system, sp_token.c.res_pk
 )
 
 sp_date = _index_table(
     "sp_date",
-    # Inclusive microsecond bounds (UTC) of the period the value denotes.
+    # Inclusive microsecond bounds (UTC) of the period the value denotes; open Period
+    # ends are fhir_server.search.dates.MIN_US / MAX_US.
     Column("lo", BigInteger, nullable=False),
     Column("hi", BigInteger, nullable=False),
+    Column("grp", GRP, nullable=True),
     value_index=("lo", "hi"),
+)
+# gt/sa tests lead with hi, lt/eb with lo (fhir-server-anchors.md 3.2, item 2).
+Index(
+    "ix_sp_date_hi", sp_date.c.rtype, sp_date.c.param, sp_date.c.hi, sp_date.c.lo, sp_date.c.res_pk
 )
 
 sp_number = _index_table(
     "sp_number",
-    Column("value", Float(53), nullable=False),
+    # A single value has lo = hi = value; a Range has value null and its bounds.
+    Column("value", Float(53), nullable=True),
     Column("lo", Float(53), nullable=False),
     Column("hi", Float(53), nullable=False),
-    value_index=("value",),
+    Column("grp", GRP, nullable=True),
+    value_index=("lo", "hi"),
 )
 
 sp_quantity = _index_table(
     "sp_quantity",
     Column("system", String(255), nullable=True),
     Column("code", String(255), nullable=True),
-    Column("value", Float(53), nullable=False),
+    Column("unit", String(255), nullable=True),  # Quantity.unit, matched by `||unit`
+    Column("value", Float(53), nullable=True),
     Column("lo", Float(53), nullable=False),
     Column("hi", Float(53), nullable=False),
-    # UCUM-canonical form where the unit converts; null otherwise.
-    Column("canon_code", String(255), nullable=True),
-    Column("canon_value", Float(53), nullable=True),
-    value_index=("code", "value"),
+    # UCUM-canonical form where the unit converts (fhir_server.search.units); null otherwise.
+    Column("canon_code", String(64), nullable=True),
+    Column("canon_lo", Float(53), nullable=True),
+    Column("canon_hi", Float(53), nullable=True),
+    Column("grp", GRP, nullable=True),
+    value_index=("code", "lo"),
+)
+Index(
+    "ix_sp_quantity_canon",
+    sp_quantity.c.rtype,
+    sp_quantity.c.param,
+    sp_quantity.c.canon_code,
+    sp_quantity.c.canon_lo,
+    sp_quantity.c.res_pk,
 )
 
 sp_reference = _index_table(
     "sp_reference",
     Column("target_type", String(64), nullable=True),
-    Column("target_id", String(255), nullable=True),
+    Column("target_id", String(64), nullable=True),
     Column("target_version", String(64), nullable=True),
-    Column("url", Text, nullable=True),  # absolute or canonical references
+    # Absolute, urn: or canonical references (canonical without its |version); null for
+    # a relative reference to this server.
+    Column("url", String(1024), nullable=True),
+    Column("grp", GRP, nullable=True),
     value_index=("target_id", "target_type"),
 )
+# Reverse direction (``_has``, ``_revinclude``) and canonical references.
+Index(
+    "ix_sp_reference_target",
+    sp_reference.c.target_type,
+    sp_reference.c.target_id,
+    sp_reference.c.param,
+    sp_reference.c.res_pk,
+)
+Index("ix_sp_reference_url", sp_reference.c.rtype, sp_reference.c.param, sp_reference.c.url)
 
 sp_uri = _index_table(
     "sp_uri",
-    Column("value", Text, nullable=False),
+    Column("value", _bytewise(1024), nullable=False),
+    Column("grp", GRP, nullable=True),
     value_index=("value",),
 )
 

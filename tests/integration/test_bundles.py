@@ -18,8 +18,13 @@ def transaction(*entries: dict[str, object], kind: str = "transaction") -> dict[
     return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
 
 
-def post(resource: dict[str, object], full_url: str | None = None, **request: str) -> dict[str, object]:
-    entry: dict[str, object] = {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"], **request}}
+def post(
+    resource: dict[str, object], full_url: str | None = None, **request: str
+) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "resource": resource,
+        "request": {"method": "POST", "url": resource["resourceType"], **request},
+    }
     if full_url:
         entry["fullUrl"] = full_url
     return entry
@@ -37,7 +42,11 @@ def observation(subject: str, value: float = 5) -> dict[str, object]:
 
 def find(fhir: httpx.Client, rtype: str, params: dict[str, str]) -> list[dict[str, object]]:
     body = fhir.get(f"/{rtype}", params=params).json()
-    return [e["resource"] for e in body.get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
+    return [
+        e["resource"]
+        for e in body.get("entry", [])
+        if e.get("search", {}).get("mode", "match") == "match"
+    ]
 
 
 def test_transaction_resolves_urn_uuid_references(fhir: httpx.Client) -> None:
@@ -59,7 +68,12 @@ def test_transaction_resolves_urn_uuid_references(fhir: httpx.Client) -> None:
 def test_failing_entry_rolls_back_the_whole_transaction(fhir: httpx.Client) -> None:
     marker = ident()
     good = {"resourceType": "Patient", "identifier": [marker]}
-    bad = {"resourceType": "Observation", "status": "not-a-status", "code": {"text": "x"}}
+    bad = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "valueInteger": "five",
+    }
     response = fhir.post("", json=transaction(post(good), post(bad)))
     assert response.status_code == 400
     body = response.json()
@@ -77,7 +91,10 @@ def test_transaction_with_failing_conditional_rolls_back(fhir: httpx.Client) -> 
     other = ident()
     bundle = transaction(
         post({"resourceType": "Patient", "identifier": [other]}),
-        {"resource": {"resourceType": "Patient", "identifier": [marker]}, "request": {"method": "PUT", "url": f"Patient?{criteria}"}},
+        {
+            "resource": {"resourceType": "Patient", "identifier": [marker]},
+            "request": {"method": "PUT", "url": f"Patient?{criteria}"},
+        },
     )
     response = fhir.post("", json=bundle)
     assert response.status_code == 412
@@ -85,11 +102,16 @@ def test_transaction_with_failing_conditional_rolls_back(fhir: httpx.Client) -> 
 
 
 def test_transaction_processing_order_delete_post_put_get(fhir: httpx.Client) -> None:
-    existing = fhir.post("/Patient", json={"resourceType": "Patient", "identifier": [ident()]}).json()
+    existing = fhir.post(
+        "/Patient", json={"resourceType": "Patient", "identifier": [ident()]}
+    ).json()
     put_id = f"p-{uuid.uuid4().hex[:10]}"
     bundle = transaction(
         {"request": {"method": "GET", "url": f"Patient/{put_id}"}},
-        {"resource": {"resourceType": "Patient", "id": put_id, "gender": "male"}, "request": {"method": "PUT", "url": f"Patient/{put_id}"}},
+        {
+            "resource": {"resourceType": "Patient", "id": put_id, "gender": "male"},
+            "request": {"method": "PUT", "url": f"Patient/{put_id}"},
+        },
         {"request": {"method": "DELETE", "url": f"Patient/{existing['id']}"}},
     )
     response = fhir.post("", json=bundle)
@@ -106,7 +128,12 @@ def test_transaction_processing_order_delete_post_put_get(fhir: httpx.Client) ->
 def test_transaction_if_none_exist_and_conditional_reference(fhir: httpx.Client) -> None:
     marker = ident()
     criteria = f"identifier={marker['system']}|{marker['value']}"
-    first = fhir.post("", json=transaction(post({"resourceType": "Patient", "identifier": [marker]}, ifNoneExist=criteria)))
+    first = fhir.post(
+        "",
+        json=transaction(
+            post({"resourceType": "Patient", "identifier": [marker]}, ifNoneExist=criteria)
+        ),
+    )
     patient_id = first.json()["entry"][0]["resource"]["id"]
     second = fhir.post(
         "",
@@ -123,7 +150,9 @@ def test_transaction_if_none_exist_and_conditional_reference(fhir: httpx.Client)
 
 
 def test_conditional_reference_with_no_match_fails(fhir: httpx.Client) -> None:
-    response = fhir.post("", json=transaction(post(observation("Patient?identifier=urn:none|nobody"))))
+    response = fhir.post(
+        "", json=transaction(post(observation("Patient?identifier=urn:none|nobody")))
+    )
     assert response.status_code == 412
     assert response.json()["resourceType"] == "OperationOutcome"
 
@@ -136,15 +165,24 @@ def test_unresolved_urn_reference_fails(fhir: httpx.Client) -> None:
 def test_patch_entries_json_patch_binary_and_fhirpath(fhir: httpx.Client) -> None:
     made = fhir.post("/Patient", json={"resourceType": "Patient", "gender": "female"}).json()
     ops = [{"op": "replace", "path": "/gender", "value": "male"}]
-    binary = {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": base64.b64encode(orjson.dumps(ops)).decode()}
+    binary = {
+        "resourceType": "Binary",
+        "contentType": "application/json-patch+json",
+        "data": base64.b64encode(orjson.dumps(ops)).decode(),
+    }
     params = {
         "resourceType": "Parameters",
-        "parameter": [{"name": "operation", "part": [
-            {"name": "type", "valueCode": "add"},
-            {"name": "path", "valueString": "Patient"},
-            {"name": "name", "valueString": "active"},
-            {"name": "value", "valueBoolean": True},
-        ]}],
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "add"},
+                    {"name": "path", "valueString": "Patient"},
+                    {"name": "name", "valueString": "active"},
+                    {"name": "value", "valueBoolean": True},
+                ],
+            }
+        ],
     }
     bundle = transaction(
         {"resource": binary, "request": {"method": "PATCH", "url": f"Patient/{made['id']}"}},
@@ -184,11 +222,18 @@ def test_bundle_of_wrong_type_is_refused(fhir: httpx.Client) -> None:
 
 def test_duplicate_full_urls_are_refused(fhir: httpx.Client) -> None:
     url = f"urn:uuid:{uuid.uuid4()}"
-    response = fhir.post("", json=transaction(post({"resourceType": "Patient"}, url), post({"resourceType": "Patient"}, url)))
+    response = fhir.post(
+        "",
+        json=transaction(
+            post({"resourceType": "Patient"}, url), post({"resourceType": "Patient"}, url)
+        ),
+    )
     assert response.status_code == 400
 
 
-def test_concurrent_conditional_creates_make_one_resource(server: object, fhir: httpx.Client) -> None:
+def test_concurrent_conditional_creates_make_one_resource(
+    server: object, fhir: httpx.Client
+) -> None:
     """The HAPI #3141 repro: 8 identical conditional creates at once -> exactly one."""
     marker = ident()
     criteria = f"identifier={marker['system']}|{marker['value']}"
@@ -197,7 +242,9 @@ def test_concurrent_conditional_creates_make_one_resource(server: object, fhir: 
 
     def attempt(_: int) -> int:
         with httpx.Client(base_url=base, timeout=60) as client:
-            return client.post("/Patient", json=resource, headers={"If-None-Exist": criteria}).status_code
+            return client.post(
+                "/Patient", json=resource, headers={"If-None-Exist": criteria}
+            ).status_code
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(attempt, range(8)))
@@ -206,10 +253,14 @@ def test_concurrent_conditional_creates_make_one_resource(server: object, fhir: 
     assert len(find(fhir, "Patient", {"identifier": f"{marker['system']}|{marker['value']}"})) == 1
 
 
-def test_concurrent_conditional_creates_in_transactions_make_one_resource(fhir: httpx.Client) -> None:
+def test_concurrent_conditional_creates_in_transactions_make_one_resource(
+    fhir: httpx.Client,
+) -> None:
     marker = ident()
     criteria = f"identifier={marker['system']}|{marker['value']}"
-    bundle = transaction(post({"resourceType": "Patient", "identifier": [marker]}, ifNoneExist=criteria))
+    bundle = transaction(
+        post({"resourceType": "Patient", "identifier": [marker]}, ifNoneExist=criteria)
+    )
     base = str(fhir.base_url)
 
     def attempt(_: int) -> int:

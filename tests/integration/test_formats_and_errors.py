@@ -23,7 +23,10 @@ PATIENT_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
 def new_patient(fhir: httpx.Client) -> dict[str, object]:
     resource = {
         "resourceType": "Patient",
-        "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Karen</div>'},
+        "text": {
+            "status": "generated",
+            "div": '<div xmlns="http://www.w3.org/1999/xhtml">Karen</div>',
+        },
         "identifier": [{"system": "urn:test:fmt", "value": uuid.uuid4().hex}],
         "name": [{"family": "Nielsen", "given": ["Karen"]}],
         "gender": "female",
@@ -54,7 +57,9 @@ def test_xml_create_and_json_read(fhir: httpx.Client) -> None:
         ({}, {"Accept": "application/xml;q=0.9"}),
     ],
 )
-def test_xml_output_by_format_or_accept(fhir: httpx.Client, params: dict[str, str], headers: dict[str, str]) -> None:
+def test_xml_output_by_format_or_accept(
+    fhir: httpx.Client, params: dict[str, str], headers: dict[str, str]
+) -> None:
     body = new_patient(fhir)
     response = fhir.get(f"/Patient/{body['id']}", params=params, headers=headers)
     assert response.status_code == 200
@@ -99,7 +104,11 @@ def test_summary_and_elements_on_read(fhir: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     ("prefer", "expect_body"),
-    [("return=minimal", None), ("return=representation", "Patient"), ("return=OperationOutcome", "OperationOutcome")],
+    [
+        ("return=minimal", None),
+        ("return=representation", "Patient"),
+        ("return=OperationOutcome", "OperationOutcome"),
+    ],
 )
 def test_prefer_return(fhir: httpx.Client, prefer: str, expect_body: str | None) -> None:
     resource = {"resourceType": "Patient", "gender": "male"}
@@ -123,11 +132,25 @@ def outcome(response: httpx.Response, status: int) -> dict[str, object]:
 
 
 def test_malformed_json_is_400(fhir: httpx.Client) -> None:
-    outcome(fhir.post("/Patient", content=b'{"resourceType": "Patient",', headers={"Content-Type": "application/fhir+json"}), 400)
+    outcome(
+        fhir.post(
+            "/Patient",
+            content=b'{"resourceType": "Patient",',
+            headers={"Content-Type": "application/fhir+json"},
+        ),
+        400,
+    )
 
 
 def test_malformed_xml_is_400(fhir: httpx.Client) -> None:
-    outcome(fhir.post("/Patient", content=b"<Patient xmlns='http://hl7.org/fhir'><active", headers={"Content-Type": XML}), 400)
+    outcome(
+        fhir.post(
+            "/Patient",
+            content=b"<Patient xmlns='http://hl7.org/fhir'><active",
+            headers={"Content-Type": XML},
+        ),
+        400,
+    )
 
 
 def test_xml_with_doctype_or_entities_is_refused(fhir: httpx.Client) -> None:
@@ -144,14 +167,21 @@ def test_xml_with_doctype_or_entities_is_refused(fhir: httpx.Client) -> None:
 
 
 def test_structural_error_names_the_location(fhir: httpx.Client) -> None:
-    resource = {"resourceType": "Patient", "gender": "female", "birthDate": "not-a-date", "name": [{"given": "Karen"}]}
+    resource = {
+        "resourceType": "Patient",
+        "gender": "female",
+        "birthDate": "not-a-date",
+        "name": [{"given": "Karen"}],
+    }
     body = outcome(fhir.post("/Patient", json=resource), 400)
     expressions = {e for issue in body["issue"] for e in issue.get("expression", [])}  # type: ignore[union-attr]
     assert "Patient.birthDate" in expressions
 
 
 def test_unknown_element_is_refused(fhir: httpx.Client) -> None:
-    body = outcome(fhir.post("/Patient", json={"resourceType": "Patient", "favouriteColour": "blue"}), 400)
+    body = outcome(
+        fhir.post("/Patient", json={"resourceType": "Patient", "favouriteColour": "blue"}), 400
+    )
     assert any("favouriteColour" in str(issue) for issue in body["issue"])  # type: ignore[union-attr]
 
 
@@ -169,7 +199,13 @@ def test_not_a_resource_is_400(fhir: httpx.Client, payload: object) -> None:
 
 
 def test_body_type_must_match_url_type(fhir: httpx.Client) -> None:
-    outcome(fhir.post("/Patient", json={"resourceType": "Observation", "status": "final", "code": {"text": "x"}}), 400)
+    outcome(
+        fhir.post(
+            "/Patient",
+            json={"resourceType": "Observation", "status": "final", "code": {"text": "x"}},
+        ),
+        400,
+    )
 
 
 def test_unknown_type_in_url_is_404(fhir: httpx.Client) -> None:
@@ -189,7 +225,9 @@ def test_body_over_the_limit_is_413_and_nothing_is_written(fhir: httpx.Client) -
 
 
 def test_empty_body_is_400(fhir: httpx.Client) -> None:
-    outcome(fhir.post("/Patient", content=b"", headers={"Content-Type": "application/fhir+json"}), 400)
+    outcome(
+        fhir.post("/Patient", content=b"", headers={"Content-Type": "application/fhir+json"}), 400
+    )
 
 
 def test_errors_come_as_xml_when_xml_is_asked_for(fhir: httpx.Client) -> None:
@@ -199,7 +237,9 @@ def test_errors_come_as_xml_when_xml_is_asked_for(fhir: httpx.Client) -> None:
     assert root.tag == f"{NS}OperationOutcome"
 
 
-def test_unknown_route_and_method_answer_operation_outcome(server: object, fhir: httpx.Client) -> None:
+def test_unknown_route_and_method_answer_operation_outcome(
+    server: object, fhir: httpx.Client
+) -> None:
     outcome(fhir.get("/Patient/1/2/3/4/5"), 404)
     response = fhir.request("TRACE", "/metadata")
     assert response.status_code == 405

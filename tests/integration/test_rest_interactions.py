@@ -39,7 +39,9 @@ def assert_outcome(response: httpx.Response, status: int) -> dict[str, object]:
 # -- create / read / vread -----------------------------------------------------------------
 
 
-def test_create_assigns_id_version_and_answers_201_with_location_and_etag(fhir: httpx.Client) -> None:
+def test_create_assigns_id_version_and_answers_201_with_location_and_etag(
+    fhir: httpx.Client,
+) -> None:
     response = fhir.post("/Patient", json=patient(id="client-chosen"))
     assert response.status_code == 201
     body = response.json()
@@ -227,9 +229,13 @@ def test_conditional_read_if_none_match_and_if_modified_since(fhir: httpx.Client
 
 def test_json_patch(fhir: httpx.Client) -> None:
     body = created(fhir, patient())
-    ops = [{"op": "replace", "path": "/gender", "value": "male"}, {"op": "add", "path": "/active", "value": True}]
+    ops = [
+        {"op": "replace", "path": "/gender", "value": "male"},
+        {"op": "add", "path": "/active", "value": True},
+    ]
     response = fhir.patch(
-        f"/Patient/{body['id']}", content=httpx.Request("P", "/", json=ops).content,
+        f"/Patient/{body['id']}",
+        content=httpx.Request("P", "/", json=ops).content,
         headers={"Content-Type": "application/json-patch+json"},
     )
     assert response.status_code == 200, response.text
@@ -239,9 +245,13 @@ def test_json_patch(fhir: httpx.Client) -> None:
 
 def test_json_patch_failing_test_op_is_422_and_changes_nothing(fhir: httpx.Client) -> None:
     body = created(fhir, patient())
-    ops = [{"op": "test", "path": "/gender", "value": "male"}, {"op": "replace", "path": "/gender", "value": "other"}]
+    ops = [
+        {"op": "test", "path": "/gender", "value": "male"},
+        {"op": "replace", "path": "/gender", "value": "other"},
+    ]
     response = fhir.patch(
-        f"/Patient/{body['id']}", content=httpx.Request("P", "/", json=ops).content,
+        f"/Patient/{body['id']}",
+        content=httpx.Request("P", "/", json=ops).content,
         headers={"Content-Type": "application/json-patch+json"},
     )
     assert_outcome(response, 422)
@@ -272,7 +282,8 @@ def test_patch_that_breaks_the_resource_is_refused(fhir: httpx.Client) -> None:
     body = created(fhir, patient())
     ops = [{"op": "replace", "path": "/gender", "value": 12}]
     response = fhir.patch(
-        f"/Patient/{body['id']}", content=httpx.Request("P", "/", json=ops).content,
+        f"/Patient/{body['id']}",
+        content=httpx.Request("P", "/", json=ops).content,
         headers={"Content-Type": "application/json-patch+json"},
     )
     assert response.status_code in (400, 422)
@@ -333,5 +344,14 @@ def test_capability_statement_is_truthful(fhir: httpx.Client) -> None:
     types = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert {"Patient", "Observation", "QuestionnaireResponse", "CarePlan", "Consent"} <= set(types)
     codes = {i["code"] for i in types["Patient"]["interaction"]}
-    assert codes >= {"read", "vread", "update", "patch", "delete", "history-instance", "create", "search-type"}
+    assert codes >= {
+        "read",
+        "vread",
+        "update",
+        "patch",
+        "delete",
+        "history-instance",
+        "create",
+        "search-type",
+    }
     assert any(p["name"] == "identifier" for p in types["Patient"]["searchParam"])

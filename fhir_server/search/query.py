@@ -1,0 +1,173 @@
+"""A parsed search: an expression tree the SQL generator walks (FHIR R4 search.html).
+
+Parameters are AND-ed (search.html#combining: repeating a parameter), the values of one
+parameter OR-ed (a comma-separated list). A node is a :class:`Criterion` (one parameter
+with its modifier and values), a :class:`Chain` (search.html#chaining: a reference
+parameter whose targets must match an inner node) or a :class:`Has` (search.html#has:
+resources referred to by others that match an inner node). Result parameters (``_count``,
+``_sort``, ``_include``...) are kept apart; they shape the page, not the match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fhir_server.errors import Issue
+from fhir_server.search.registry import SearchParam
+
+# --- values, one class per parameter type -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenValue:
+    """``code``, ``system|code``, ``|code`` (no system) or ``system|`` (search.html#token)."""
+
+    system: str | None  # None: any system (or, with no_system, none)
+    code: str | None  # None: any code in the system
+    no_system: bool = False  # ``|code``: the token has no system
+
+
+@dataclass(frozen=True, slots=True)
+class TextValue:
+    """A string value (string parameters, token :text, normalised as needed)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DateValue:
+    """``[prefix]date``: the search value's inclusive microsecond range."""
+
+    prefix: str
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True, slots=True)
+class NumberValue:
+    """``[prefix]number``: the exact value and the [lo, hi) its precision implies."""
+
+    prefix: str
+    value: float
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True, slots=True)
+class QuantityValue:
+    """``[prefix]number|system|code`` (search.html#quantity)."""
+
+    number: NumberValue
+    system: str | None
+    code: str | None
+    # The same search in canonical UCUM units when the unit converts.
+    canonical_code: str | None = None
+    canonical: NumberValue | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceValue:
+    """A reference search value: relative (type/id) or absolute/canonical (url)."""
+
+    type: str | None
+    id: str | None
+    version: str | None
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UriValue:
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompositeValue:
+    """``a$b``: one value per component, all from the same element."""
+
+    parts: tuple[Value, ...]
+
+
+Value = (
+    TokenValue
+    | TextValue
+    | DateValue
+    | NumberValue
+    | QuantityValue
+    | ReferenceValue
+    | UriValue
+    | CompositeValue
+)
+
+# --- the tree -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    """One parameter test. ``missing`` is set for ``:missing`` (and values is empty)."""
+
+    param: SearchParam
+    modifier: str | None
+    values: tuple[Value, ...]
+    missing: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """``param[:Type].inner``: some target of ``param`` (one of ``targets``) matches."""
+
+    param: SearchParam
+    targets: tuple[tuple[str, Node], ...]  # (target type, condition on that type)
+
+
+@dataclass(frozen=True, slots=True)
+class Has:
+    """``_has:Type:param:inner``: some ``rtype`` resource refers here by ``param`` and
+    matches ``inner``."""
+
+    rtype: str
+    param: SearchParam
+    inner: Node
+
+
+Node = Criterion | Chain | Has
+
+# --- result parameters --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """One ``_sort`` key; ``param`` None for ``_id``/``_lastUpdated``-like columns."""
+
+    code: str
+    descending: bool
+    param: SearchParam | None
+
+
+@dataclass(frozen=True, slots=True)
+class Include:
+    """``_include=Source:param[:Target]`` or ``_revinclude`` (search.html#include)."""
+
+    source: str  # the type that holds the reference ("*" for every type)
+    param: SearchParam | None  # None for the wildcard ``*``
+    target: str | None
+    iterate: bool = False
+
+
+@dataclass(slots=True)
+class SearchQuery:
+    """A parsed search on ``rtype`` (None: every type, search.html#system)."""
+
+    rtype: str | None
+    criteria: tuple[Node, ...] = ()
+    types: tuple[str, ...] = ()  # ``_type`` on a system search
+    count: int | None = None
+    sort: tuple[SortKey, ...] = ()
+    include: tuple[Include, ...] = ()
+    revinclude: tuple[Include, ...] = ()
+    total: str | None = None  # none | estimate | accurate
+    summary: str | None = None
+    elements: tuple[str, ...] = ()
+    cursor: str | None = None  # ``_cursor``: the signed page position of a next/previous link
+    warnings: list[Issue] = field(default_factory=list)
+    # The parameters as understood, normalised, for the Bundle's self link.
+    canonical: list[tuple[str, str]] = field(default_factory=list)

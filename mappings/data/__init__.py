@@ -1,0 +1,1 @@
+"""Scoring and schedule configuration (a package only so that setuptools ships the JSON files)."""

@@ -1,0 +1,1 @@
+"""The programme's Questionnaires as FHIR R4 JSON (a package only so that setuptools ships them)."""

@@ -1,0 +1,110 @@
+"""Canonical URLs and codes the engine writes into FHIR resources.
+
+The programme's own CodeSystems live in ``terminology/``; this module names the systems and
+the codes the engine emits so that rule code never spells a URL. ``tests/plan_engine`` checks
+these codes against ``terminology/content`` whenever that package ships the same system.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+CANONICAL_BASE: Final = "http://selfback.example.org/fhir"
+
+
+def _code_system(name: str) -> str:
+    return f"{CANONICAL_BASE}/CodeSystem/{name}"
+
+
+# Programme CodeSystems (shared with terminology/).
+EDUCATION_THEME: Final = _code_system("education-theme")
+PLAN_ACTIVITY_KIND: Final = _code_system("plan-activity-kind")
+EXERCISE_FEEDBACK_REASON: Final = _code_system("exercise-feedback-reason")
+RED_FLAG: Final = _code_system("red-flag")
+# Engine-owned CodeSystems (only the engine emits these codes).
+EXERCISE_TYPE: Final = _code_system("exercise-type")
+CONTRAINDICATION_TAG: Final = _code_system("exercise-contraindication")
+PLAN_RULE: Final = _code_system("plan-rule")
+PLAN_MODE: Final = _code_system("plan-mode")
+PLAN_ENGINE_ACTIVITY: Final = _code_system("plan-engine-activity")  # safety-message only
+
+# Definitions and identifiers.
+ACTIVITY_DEFINITION_BASE: Final = f"{CANONICAL_BASE}/ActivityDefinition"
+PLAN_DEFINITION_URL: Final = f"{CANONICAL_BASE}/PlanDefinition/weekly-lbp-self-management"
+RULESET_LIBRARY_URL: Final = f"{CANONICAL_BASE}/Library/plan-engine-rules"
+CASE_BASE_LIBRARY_URL: Final = f"{CANONICAL_BASE}/Library/plan-engine-case-base"
+SIMILARITY_LIBRARY_URL: Final = f"{CANONICAL_BASE}/Library/plan-engine-similarity"
+ENGINE_DEVICE_IDENTIFIER: Final = f"{CANONICAL_BASE}/identifier/software"
+DECISION_IDENTIFIER: Final = f"{CANONICAL_BASE}/identifier/plan-decision"
+EXTENSION_BASE: Final = f"{CANONICAL_BASE}/StructureDefinition"
+EXT_EXERCISE_LEVEL: Final = f"{EXTENSION_BASE}/exercise-level"
+EXT_EXERCISE_DOSAGE: Final = f"{EXTENSION_BASE}/exercise-dosage"
+EXT_CONTRAINDICATION: Final = f"{EXTENSION_BASE}/exercise-contraindication"
+EXT_EDUCATION_ORDER: Final = f"{EXTENSION_BASE}/education-order"
+EXT_EDUCATION_QUIZ: Final = f"{EXTENSION_BASE}/education-quiz"
+EXT_EDUCATION_TAG: Final = f"{EXTENSION_BASE}/education-tag"
+EXT_TRANSLATION: Final = "http://hl7.org/fhir/StructureDefinition/translation"
+
+# External terminologies (FHIR R4 / HL7 / LOINC / SNOMED CT / UCUM).
+LOINC: Final = "http://loinc.org"
+SNOMED: Final = "http://snomed.info/sct"
+UCUM: Final = "http://unitsofmeasure.org"
+LOINC_STEPS_PER_DAY: Final = "41950-7"  # Number of steps in 24 hour Measured
+SNOMED_EXERCISE_THERAPY: Final = "229065009"
+SNOMED_EDUCATION: Final = "409073007"
+GOAL_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/goal-category"
+FLAG_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/flag-category"
+COMMUNICATION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/communication-category"
+PROVENANCE_PARTICIPANT_TYPE: Final = (
+    "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+)
+DATA_OPERATION: Final = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+ACT_REASON: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+DETECTED_ISSUE_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+# Codes of the shared systems.
+FEEDBACK_EASY: Final = "easy"
+FEEDBACK_DIFFICULT: Final = "difficult"
+FEEDBACK_PAIN: Final = "pain"
+FEEDBACK_UNCLEAR: Final = "instruction-unclear"
+FEEDBACK_REASONS: Final = frozenset(
+    {FEEDBACK_EASY, FEEDBACK_DIFFICULT, FEEDBACK_PAIN, FEEDBACK_UNCLEAR}
+)
+
+# plan-activity-kind codes (terminology/content/CodeSystem-plan-activity-kind.json).
+ACTIVITY_KIND_EXERCISE: Final = "exercise"
+ACTIVITY_KIND_PAIN_RELIEF_EXERCISE: Final = "pain-relief-exercise"
+ACTIVITY_KIND_EDUCATION: Final = "education-message"
+ACTIVITY_KIND_QUIZ: Final = "education-quiz"
+ACTIVITY_KIND_STEP_GOAL: Final = "step-goal"
+# Not (yet) in plan-activity-kind; emitted under PLAN_ENGINE_ACTIVITY.
+ACTIVITY_KIND_SAFETY_MESSAGE: Final = "safety-message"
+
+# Safety findings that have a code in the shared red-flag CodeSystem; every finding also
+# carries its own id under PLAN_RULE.
+FINDING_RED_FLAG_CODES: Final = {
+    "RF-BLADDER-BOWEL": "bladder-bowel-dysfunction",
+    "RF-SADDLE-NUMBNESS": "saddle-numbness",
+    "RF-PROGRESSIVE-WEAKNESS": "progressive-leg-weakness",
+    "RF-FEVER-NEW-PAIN": "fever",
+    "RF-WEIGHT-LOSS-NEW-PAIN": "unexplained-weight-loss",
+    "RF-CANCER-HISTORY-NEW-PAIN": "cancer-history-new-pain",
+    "RF-SIGNIFICANT-TRAUMA": "significant-trauma",
+    "RF-SELF-HARM": "self-harm-thoughts",
+    "REV-PAIN-VERY-HIGH": "severe-pain-persistent",
+}
+
+MODE_STANDARD: Final = "standard"
+MODE_PAIN_RELIEF: Final = "pain-relief"
+MODE_SAFETY_HOLD: Final = "safety-hold"
+MODE_NOT_PERMITTED: Final = "not-permitted"
+
+EXERCISE_TYPES: Final = (
+    "abdominal",
+    "back-extensor",
+    "core-stability",
+    "gluteal",
+    "flexibility",
+    "pain-relief",
+)
+EXERCISE_TYPE_PAIN_RELIEF: Final = "pain-relief"

@@ -1,0 +1,293 @@
+"""The pipeline: snapshot -> validate -> safety (pre) -> retrieve -> rules -> safety (post)
+-> diff -> FHIR resources. Pure: ``as_of`` is an argument, randomness is seeded per week."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+from datetime import date, timedelta
+
+from plan_engine import codes
+from plan_engine.casebase import load_case_base
+from plan_engine.catalogue import Catalogue, load_catalogue
+from plan_engine.config import Rules, load_rules, load_similarity
+from plan_engine.decision import (
+    ClinicianMessage,
+    DiffEntry,
+    EducationDecision,
+    ExerciseDecision,
+    PlanDecision,
+    Reason,
+    SafetyFinding,
+    StepGoalDecision,
+    Versions,
+)
+from plan_engine.education_plan import plan_education
+from plan_engine.exercise_plan import ExerciseContext, plan_exercises
+from plan_engine.features import Features, derive_features
+from plan_engine.fhir_output import DecisionContent, build_resources
+from plan_engine.identity import decision_key, weekly_rng
+from plan_engine.plan_diff import plan_diff
+from plan_engine.retrieval import Neighbour, problem_of, retrieve, votes
+from plan_engine.safety import assess, enforce_no_harder, worsening_reason
+from plan_engine.snapshot import PatientSnapshot, PreviousPlan
+from plan_engine.step_goal import StepContext, next_goal
+from plan_engine.validation import SnapshotError, validate_snapshot
+
+ENGINE_VERSION = "1.0.0"
+PLAN_DAYS = 7
+
+
+def versions() -> Versions:
+    catalogue = load_catalogue()
+    return Versions(
+        engine=ENGINE_VERSION,
+        rules=load_rules().version,
+        similarity=load_similarity().version,
+        case_base=load_case_base().version,
+        catalogue=catalogue.version,
+    )
+
+
+def _rule(rule_id: str, text: str) -> Reason:
+    return Reason("rule", rule_id, 1.0, text)
+
+
+def choose_mode(
+    findings: tuple[SafetyFinding, ...], features: Features, rules: Rules
+) -> tuple[str, tuple[Reason, ...]]:
+    """Safety hold beats pain-relief mode beats the standard plan."""
+    urgent = tuple(r for f in findings if f.severity == "urgent" for r in f.reasons)
+    if urgent:
+        return codes.MODE_SAFETY_HOLD, urgent
+    pain = features.pain_new
+    relief = rules.pain_relief
+    if pain is not None and pain >= relief.enter_pain_at_or_above:
+        return codes.MODE_PAIN_RELIEF, (
+            _rule(
+                "PR-HIGH-PAIN",
+                f"Average pain {pain} (at least {relief.enter_pain_at_or_above}): "
+                "pain-relief exercises only this week.",
+            ),
+        )
+    if (
+        pain is not None
+        and relief.moderate_pain_min <= pain <= relief.moderate_pain_max
+        and features.pain_rise is not None
+        and features.pain_rise >= relief.moderate_pain_rise_at_least
+    ):
+        return codes.MODE_PAIN_RELIEF, (
+            _rule(
+                "PR-FLARE",
+                f"Average pain {pain} after a rise of {features.pain_rise} "
+                f"(at least {relief.moderate_pain_rise_at_least}): pain-relief exercises only.",
+            ),
+        )
+    return codes.MODE_STANDARD, (
+        _rule("MODE-STANDARD", "No flare and no urgent finding: the standard weekly plan."),
+    )
+
+
+def _clinician_messages(
+    snapshot: PatientSnapshot, findings: tuple[SafetyFinding, ...]
+) -> tuple[ClinicianMessage, ...]:
+    recipient = f"PractitionerRole/{snapshot.clinician_role_id}"
+    priorities = {"urgent": "stat", "review": "urgent", "info": "routine"}
+    actions = {
+        "urgent": "Stop-and-refer finding: contact the patient today. The weekly plan is on hold.",
+        "review": "Please review: the plan will not get harder until reviewed.",
+        "info": "For information at the next contact.",
+    }
+    return tuple(
+        ClinicianMessage(
+            recipient=recipient,
+            priority=priorities[f.severity],  # type: ignore[arg-type]
+            text=f"{f.text} {actions[f.severity]}",
+            finding_ids=(f.id,),
+        )
+        for f in findings
+    )
+
+
+def _patient_message(
+    findings: tuple[SafetyFinding, ...], language: str, rules: Rules
+) -> str | None:
+    severities = {f.severity for f in findings}
+    messages = rules.patient_messages
+    if "urgent" in severities:
+        return messages.text("urgent", language)
+    if any(f.id != "NUDGE-NO-DATA" for f in findings):
+        return messages.text("review", language)
+    if findings:
+        return messages.text("nudge", language)
+    return None
+
+
+def _case_votes(
+    neighbours: tuple[Neighbour, ...], catalogue: Catalogue
+) -> tuple[dict[str, float], dict[str, float], dict[str, tuple[Reason, ...]]]:
+    exercise_keys = {n.case.id: [e for e, _ in n.case.solution.exercises] for n in neighbours}
+    type_keys = {
+        n.case.id: [catalogue.exercise_type(e) for e, _ in n.case.solution.exercises]
+        for n in neighbours
+    }
+    reasons: dict[str, list[Reason]] = defaultdict(list)
+    for n in neighbours:
+        for exercise_id in dict.fromkeys(exercise_keys[n.case.id]):
+            reasons[exercise_id].append(
+                Reason(
+                    "case",
+                    n.case.id,
+                    round(n.vote, 4),
+                    f"A similar successful case (similarity {n.retrieved.similarity:.2f}) "
+                    "used this exercise.",
+                )
+            )
+    return (
+        votes(neighbours, type_keys),
+        votes(neighbours, exercise_keys),
+        {k: tuple(v) for k, v in reasons.items()},
+    )
+
+
+def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
+    """The next weekly plan for ``snapshot``, starting on ``as_of``."""
+    rules = load_rules()
+    similarity = load_similarity()
+    catalogue = load_catalogue()
+    case_base = load_case_base()
+    issues = validate_snapshot(snapshot, as_of, catalogue)
+    if issues:
+        raise SnapshotError(issues)
+    engine_versions = versions()
+    key = decision_key(snapshot, as_of, engine_versions)
+    rng = weekly_rng(snapshot.patient_id, as_of)
+    features = derive_features(snapshot, as_of, rules)
+    week_end = as_of + timedelta(days=PLAN_DAYS - 1)
+
+    earlier = tuple(p for p in snapshot.previous_plans if p.week_start < as_of)
+    previous: PreviousPlan | None = earlier[-1] if earlier else None  # newest, never oldest
+    memory = next(
+        (p for p in reversed(earlier) if p.mode == codes.MODE_STANDARD and p.exercises), None
+    )
+
+    if not snapshot.consent.programme:
+        reason = Reason(
+            "rule",
+            "CONSENT-NOT-ACTIVE",
+            1.0,
+            "No active consent to the self-management programme: no plan is made.",
+        )
+        content = DecisionContent(
+            key, snapshot, as_of, features.week_number, week_end, "not-permitted",
+            codes.MODE_NOT_PERMITTED, (reason,), None, (), (), (), None, (), (), (), previous,
+            engine_versions, rules.exercise.sessions_per_week,
+        )  # fmt: skip
+        return _decision(content, features)
+
+    findings = assess(snapshot, features, as_of, rules)
+    mode, mode_reasons = choose_mode(findings, features, rules)
+    urgent = mode == codes.MODE_SAFETY_HOLD
+    safety_holds = tuple(r for f in findings for r in f.reasons)
+    worse = worsening_reason(features)
+    hold = safety_holds + ((worse,) if worse else ())
+    step_hold = hold + (mode_reasons if mode == codes.MODE_PAIN_RELIEF else ())
+
+    goal: StepGoalDecision = next_goal(
+        snapshot.step_days,
+        as_of,
+        StepContext(previous, snapshot.overrides.fixed_step_goal, step_hold),
+        rules.step_goal,
+    )
+
+    problem = problem_of(snapshot, features)
+    neighbours = retrieve(
+        problem,
+        case_base,
+        similarity,
+        (("exercise", similarity.k), ("education", rules.education.case_neighbours)),
+    )
+    exercise_cases, education_cases = neighbours["exercise"], neighbours["education"]
+    if not exercise_cases and not urgent:
+        mode_reasons = (
+            *mode_reasons,
+            _rule(
+                "CBR-FALLBACK",
+                f"No successful case with similarity at least {similarity.threshold}: "
+                "exercise choice falls back to the rule default.",
+            ),
+        )
+    type_votes, exercise_votes, case_reasons = _case_votes(exercise_cases, catalogue)
+
+    exercises: tuple[ExerciseDecision, ...] = ()
+    dropped: tuple[DiffEntry, ...] = ()
+    education: tuple[EducationDecision, ...] = ()
+    if not urgent:
+        exercise_plan = plan_exercises(
+            snapshot,
+            as_of,
+            ExerciseContext(
+                mode, mode_reasons, previous, memory, hold, type_votes, exercise_votes, case_reasons
+            ),
+            catalogue,
+            rules.exercise,
+            rng,
+        )
+        exercises = tuple(
+            replace(e, reasons=(*e.reasons, exercise_plan.count_reason))
+            for e in exercise_plan.exercises
+        )
+        dropped = exercise_plan.dropped
+        education = plan_education(
+            snapshot, features, as_of, education_cases, catalogue, rules.education
+        )
+    goal, exercises = enforce_no_harder(goal, exercises, previous, memory, catalogue, step_hold)
+
+    clinician_messages = _clinician_messages(snapshot, findings)
+    content = DecisionContent(
+        key=key,
+        snapshot=snapshot,
+        as_of=as_of,
+        week_number=features.week_number,
+        week_end=week_end,
+        status="on-hold" if urgent else "active",
+        mode=mode,
+        mode_reasons=mode_reasons,
+        goal=goal,
+        exercises=exercises,
+        education=education,
+        findings=findings,
+        patient_message=_patient_message(findings, snapshot.language, rules),
+        clinician_messages=clinician_messages,
+        retrieved=tuple(n.retrieved for n in exercise_cases + education_cases),
+        diff=plan_diff(previous, mode, mode_reasons, goal, exercises, education, dropped),
+        previous=previous,
+        versions=engine_versions,
+        sessions_per_week=rules.exercise.sessions_per_week,
+    )
+    return _decision(content, features)
+
+
+def _decision(content: DecisionContent, features: Features) -> PlanDecision:
+    return PlanDecision(
+        decision_id=content.key,
+        patient_id=content.snapshot.patient_id,
+        as_of=content.as_of,
+        week_number=features.week_number,
+        week_start=content.as_of,
+        week_end=content.week_end,
+        status=content.status,  # type: ignore[arg-type]
+        mode=content.mode,
+        mode_reasons=content.mode_reasons,
+        step_goal=content.goal,
+        exercises=content.exercises,
+        education=content.education,
+        findings=content.findings,
+        patient_message=content.patient_message,
+        clinician_messages=content.clinician_messages,
+        retrieved_cases=content.retrieved,
+        diff=content.diff,
+        versions=content.versions,
+        previous_plan_id=content.previous.plan_id if content.previous else None,
+        resources=build_resources(content),
+    )

@@ -1,0 +1,201 @@
+"""Safety layer: findings before planning, and a no-harder check after planning. Safety wins.
+
+Before planning, :func:`assess` turns red-flag answers and new scores into findings:
+urgent stop-and-refer (the plan is put on hold), clinician review and the mood pathway (the
+plan may not get harder), and a nudge after days without data. After planning,
+:func:`enforce_no_harder` checks the plan against last week's and undoes anything harder.
+Thresholds live in config/rules.json (``safety``) with their sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+
+from plan_engine.catalogue import Catalogue
+from plan_engine.config import Rules
+from plan_engine.decision import ExerciseDecision, Reason, SafetyFinding, StepGoalDecision
+from plan_engine.features import Features
+from plan_engine.snapshot import PatientSnapshot, PreviousPlan, RedFlagAnswers
+
+CANCER_COMORBIDITY = "cancer"
+
+
+def _answer(answers: RedFlagAnswers, name: str, snapshot: PatientSnapshot) -> bool:
+    if name == "cancer_history" and CANCER_COMORBIDITY in snapshot.baseline.comorbidities:
+        return True
+    return bool(getattr(answers, name))
+
+
+def _evidence(*sources: str | None) -> tuple[str, ...]:
+    return tuple(sorted({s for s in sources if s}))
+
+
+def assess(
+    snapshot: PatientSnapshot, features: Features, as_of: date, rules: Rules
+) -> tuple[SafetyFinding, ...]:
+    safety = rules.safety
+    window = timedelta(days=safety.new_data_window_days)
+    findings: dict[str, SafetyFinding] = {}
+
+    recent_answers = [a for a in snapshot.red_flags if as_of - window <= a.answered_on <= as_of]
+    for rule in safety.urgent_findings:
+        for answers in recent_answers:
+            if all(_answer(answers, name, snapshot) for name in rule.all_of):
+                text = rule.text_da if snapshot.language == "da" else rule.text
+                previous = findings.get(rule.id)
+                evidence = _evidence(answers.source, *(previous.evidence if previous else ()))
+                findings[rule.id] = SafetyFinding(
+                    rule.id,
+                    "urgent",
+                    "high",
+                    text,
+                    evidence,
+                    (Reason("safety", rule.id, 1.0, f"Stop and refer: {rule.text}."),),
+                )
+
+    current = [r for r in snapshot.weekly_reports if as_of - window <= r.reported_on < as_of]
+    report_source = _evidence(current[-1].source) if current else ()
+
+    def review(finding_id: str, text: str, evidence: tuple[str, ...] = report_source) -> None:
+        findings[finding_id] = SafetyFinding(
+            finding_id,
+            "review",
+            "moderate",
+            text,
+            evidence,
+            (Reason("safety", finding_id, 1.0, f"Clinician review: {text}"),),
+        )
+
+    very_high = safety.review_pain_very_high
+    if (
+        features.pain_new is not None
+        and features.pain_previous_week is not None
+        and features.pain_new >= very_high
+        and features.pain_previous_week >= very_high
+    ):
+        review(
+            "REV-PAIN-VERY-HIGH",
+            f"Average pain {features.pain_previous_week} then {features.pain_new} "
+            f"(at least {very_high} two weeks running).",
+        )
+    if features.pain_rise is not None and features.pain_rise >= safety.review_pain_rise:
+        review(
+            "REV-PAIN-RISE",
+            f"Average pain rose by {features.pain_rise} points "
+            f"(at least {safety.review_pain_rise}).",
+        )
+    if (
+        features.rmdq_new is not None
+        and features.rmdq_baseline is not None
+        and features.rmdq_new - features.rmdq_baseline >= safety.review_rmdq_worsening
+    ):
+        review(
+            "REV-RMDQ-WORSE",
+            f"RMDQ {features.rmdq_new}, {features.rmdq_new - features.rmdq_baseline} points "
+            f"above baseline (at least {safety.review_rmdq_worsening}).",
+        )
+    baseline = snapshot.baseline
+    assessed = baseline.start_back_assessed_on or baseline.completed_on
+    if (
+        baseline.start_back_risk == safety.review_start_back_risk
+        and as_of - window <= assessed <= as_of
+    ):
+        review(
+            "REV-STARTBACK-HIGH",
+            "STarT Back high risk: consider psychologically informed care (NICE NG59 1.1.2).",
+            (),
+        )
+
+    if features.phq8_new is not None:
+        band = None
+        for candidate in safety.mood_bands:
+            if features.phq8_new >= candidate.at_or_above:
+                band = candidate
+        if band is not None:
+            text = f"PHQ-8 {features.phq8_new} (band from {band.at_or_above})."
+            findings[band.id] = SafetyFinding(
+                band.id,
+                "info" if band.severity == "low" else "review",
+                "low"
+                if band.severity == "low"
+                else "moderate"
+                if band.severity == "moderate"
+                else "high",
+                text,
+                report_source,
+                (Reason("safety", band.id, 1.0, f"Mood pathway: {text}"),),
+            )
+
+    if features.days_without_data >= safety.nudge_after_days_without_data:
+        text = (
+            f"No steps, answers or app use for {features.days_without_data} days "
+            f"(at least {safety.nudge_after_days_without_data})."
+        )
+        findings["NUDGE-NO-DATA"] = SafetyFinding(
+            "NUDGE-NO-DATA",
+            "info",
+            "low",
+            text,
+            (),
+            (Reason("safety", "NUDGE-NO-DATA", 1.0, f"Nudge: {text}"),),
+        )
+    return tuple(sorted(findings.values(), key=lambda f: f.id))
+
+
+def worsening_reason(features: Features) -> Reason | None:
+    if not features.symptoms_worsened:
+        return None
+    return Reason(
+        "safety",
+        "SAFE-SYMPTOMS-WORSENED",
+        1.0,
+        "Symptoms worsened since the last report: the plan may not get harder.",
+    )
+
+
+def enforce_no_harder(
+    goal: StepGoalDecision,
+    exercises: tuple[ExerciseDecision, ...],
+    previous: PreviousPlan | None,
+    memory: PreviousPlan | None,
+    catalogue: Catalogue,
+    hold: tuple[Reason, ...],
+) -> tuple[StepGoalDecision, tuple[ExerciseDecision, ...]]:
+    """After planning: with any hold in force, undo a higher goal or a higher level per type."""
+    if not hold or previous is None:
+        return goal, exercises
+    cap = Reason("safety", "SAFE-POST-CAP", 1.0, "Safety check after planning: not harder.")
+    if goal.steps_per_day > previous.step_goal:
+        low = min(goal.band_low, previous.step_goal)
+        goal = replace(
+            goal,
+            steps_per_day=previous.step_goal,
+            band_low=low,
+            band_high=previous.step_goal,
+            reasons=(*goal.reasons, cap),
+        )
+    levels: dict[str, int] = {}
+    for plan in (memory, previous):
+        for planned in plan.exercises if plan else ():
+            if catalogue.has_exercise(planned.exercise_id, planned.level):
+                exercise_type = catalogue.exercise_type(planned.exercise_id)
+                levels[exercise_type] = max(levels.get(exercise_type, 0), planned.level)
+    capped = []
+    for e in exercises:
+        ceiling = levels.get(e.type)
+        if (
+            ceiling is not None
+            and e.level > ceiling
+            and catalogue.has_exercise(e.exercise_id, ceiling)
+        ):
+            entry = catalogue.exercise(e.exercise_id, ceiling)
+            e = replace(
+                e,
+                level=ceiling,
+                definition_id=entry.definition_id,
+                canonical=entry.canonical,
+                reasons=(*e.reasons, cap),
+            )
+        capped.append(e)
+    return goal, tuple(capped)

@@ -1,0 +1,200 @@
+"""The engine's only input: a frozen, self-contained picture of one patient.
+
+Collections are sorted on construction, so two snapshots holding the same facts in a
+different order are equal and hash the same (input-order independence by construction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import date
+from typing import Any, Literal
+
+StartBackRisk = Literal["low", "medium", "high"]
+FeedbackReason = Literal["easy", "difficult", "pain", "instruction-unclear"]
+Language = Literal["en", "da"]
+
+
+def _sorted(items: Any, key: Any) -> tuple[Any, ...]:
+    return tuple(sorted(items, key=key))
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineScores:
+    """Baseline questionnaire results (selfBACK web questionnaire + STarT Back)."""
+
+    completed_on: date
+    age: int | None = None
+    sex: Literal["female", "male"] | None = None
+    pain_average: int | None = None
+    pain_worst: int | None = None
+    rmdq: int | None = None
+    pseq: int | None = None
+    pseq2: int | None = None
+    fabq_pa: int | None = None
+    phq8: int | None = None
+    pss10: int | None = None
+    wai: int | None = None
+    saltin_grimby: int | None = None
+    episode_duration: Literal["<1w", "1-4w", "5-12w", ">12w"] | None = None
+    start_back_risk: StartBackRisk | None = None
+    start_back_assessed_on: date | None = None
+    comorbidities: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklyReport:
+    """One set of weekly tailoring answers (selfBACK schedule: not every item every week)."""
+
+    reported_on: date
+    pain_average: int | None = None
+    pain_interference: int | None = None
+    fear_of_movement: int | None = None
+    pseq2: int | None = None
+    pss4: int | None = None
+    phq2: int | None = None
+    phq8: int | None = None
+    wai: int | None = None
+    rmdq: int | None = None
+    sleep_problem: bool | None = None
+    barriers: frozenset[str] = frozenset()
+    source: str | None = None  # e.g. "QuestionnaireResponse/123"
+
+
+@dataclass(frozen=True, slots=True)
+class StepDay:
+    """Steps of one calendar day; ``valid`` is the wear-time / data-coverage flag."""
+
+    day: date
+    steps: int
+    valid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExerciseLog:
+    """One logged session of one exercise (selfBACK: reps per set, skip, skip-and-replace)."""
+
+    day: date
+    exercise_id: str  # catalogue exercise id without level, e.g. "ab-curl"
+    level: int
+    reps_done: tuple[int, ...] = ()
+    reps_prescribed: int = 10
+    skipped: bool = False
+    feedback: FeedbackReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EducationRecord:
+    """What the patient did with one education item."""
+
+    item_id: str
+    read_on: date | None = None
+    quiz_passed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedExercise:
+    exercise_id: str
+    level: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousPlan:
+    """A weekly plan the engine made before (the newest one is ``replaces`` of the next)."""
+
+    plan_id: str  # CarePlan logical id
+    week_start: date
+    step_goal: int
+    mode: Literal["standard", "pain-relief", "safety-hold"] = "standard"
+    exercises: tuple[PlannedExercise, ...] = ()
+    education: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "exercises", _sorted(self.exercises, lambda e: (e.exercise_id, e.level))
+        )
+        object.__setattr__(self, "education", tuple(sorted(self.education)))
+
+
+@dataclass(frozen=True, slots=True)
+class ClinicianOverrides:
+    fixed_step_goal: int | None = None
+    excluded_exercises: frozenset[str] = frozenset()
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentState:
+    programme: bool = True  # consent to processing for the self-management programme
+    research: bool = False  # consent to de-identified use in the case base
+
+
+@dataclass(frozen=True, slots=True)
+class RedFlagAnswers:
+    """Answers to the safety screen (``True`` = present). ``None`` = not asked."""
+
+    answered_on: date
+    bladder_bowel_dysfunction: bool | None = None
+    saddle_numbness: bool | None = None
+    progressive_leg_weakness: bool | None = None
+    fever: bool | None = None
+    unexplained_weight_loss: bool | None = None
+    cancer_history: bool | None = None
+    new_pain: bool | None = None
+    significant_trauma: bool | None = None
+    self_harm_thoughts: bool | None = None  # PHQ-9 item 9 answered above 0
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientSnapshot:
+    """Everything the engine may look at for one patient's next weekly plan."""
+
+    patient_id: str
+    programme_start: date
+    programme_plan_id: str  # the programme-level CarePlan the weekly plans are based on
+    clinician_role_id: str  # PractitionerRole responsible for safety messages
+    baseline: BaselineScores
+    exercise_minutes: int  # the time the patient chose for exercise per session
+    language: Language = "en"
+    condition_id: str | None = None
+    weekly_reports: tuple[WeeklyReport, ...] = ()
+    step_days: tuple[StepDay, ...] = ()
+    exercise_logs: tuple[ExerciseLog, ...] = ()
+    education: tuple[EducationRecord, ...] = ()
+    previous_plans: tuple[PreviousPlan, ...] = ()
+    overrides: ClinicianOverrides = field(default_factory=ClinicianOverrides)
+    consent: ConsentState = field(default_factory=ConsentState)
+    red_flags: tuple[RedFlagAnswers, ...] = ()
+    last_app_use: date | None = None
+    inputs: tuple[str, ...] = ()  # references of the resources this snapshot was built from
+
+    def __post_init__(self) -> None:
+        normalised = {
+            "weekly_reports": _sorted(self.weekly_reports, lambda r: (r.reported_on, _key(r))),
+            "step_days": _sorted(self.step_days, lambda d: (d.day, d.steps, d.valid)),
+            "exercise_logs": _sorted(self.exercise_logs, lambda e: (e.day, _key(e))),
+            "education": _sorted(self.education, _key),
+            "previous_plans": _sorted(self.previous_plans, lambda p: (p.week_start, p.plan_id)),
+            "red_flags": _sorted(self.red_flags, lambda r: (r.answered_on, _key(r))),
+            "inputs": tuple(sorted(set(self.inputs))),
+        }
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+
+
+def _key(value: Any) -> str:
+    return repr(to_plain(value))
+
+
+def to_plain(value: Any) -> Any:
+    """JSON-ready form of a snapshot value (dates as ISO strings, sets sorted)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, frozenset | set):
+        return sorted(to_plain(v) for v in value)
+    if isinstance(value, tuple | list):
+        return [to_plain(v) for v in value]
+    return value

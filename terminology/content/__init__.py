@@ -1,0 +1,1 @@
+"""FHIR R4 JSON content (a package only so that setuptools ships the JSON files)."""
