@@ -1,9 +1,9 @@
 """Observations and Provenance built from scores: valid R4, coded from our content, traceable."""
 
 import pytest
-from conftest import AS_OF, build_response
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
+from qr_builder import AS_OF, build_response
 
 from mappings import ScoringError, score_observations, score_response
 from terminology import CANONICAL_BASE, SCORE_BAND, SCORING_ALGORITHM, validate_code

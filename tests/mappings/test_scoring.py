@@ -3,7 +3,7 @@
 from datetime import datetime
 
 import pytest
-from conftest import AS_OF
+from qr_builder import AS_OF
 
 from mappings import ScoringError, score_response
 

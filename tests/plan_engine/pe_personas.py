@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, timedelta
 
-import pe_path  # noqa: F401  (must come before plan_engine)
-
 from plan_engine import (
     BaselineScores,
     ClinicianOverrides,

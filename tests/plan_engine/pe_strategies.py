@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import pe_path  # noqa: F401  (must come before plan_engine)
 from hypothesis import strategies as st
 from pe_personas import AS_OF, START, baseline
 

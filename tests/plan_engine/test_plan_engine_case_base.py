@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import FrozenInstanceError, replace
 from unittest import mock
 
-import pe_path  # noqa: F401  (must come before plan_engine)
 import pytest
 from pe_personas import AS_OF, baseline, new_starter
 

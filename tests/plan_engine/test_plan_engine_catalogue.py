@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pe_path  # noqa: F401  (must come before plan_engine)
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pe_path  # noqa: F401  (must come before plan_engine)
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from pe_personas import AS_OF, PERSONAS, progressing, red_flag

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pe_path  # noqa: F401  (must come before plan_engine)
 import pytest
 from pe_personas import AS_OF, PERSONAS
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pe_path  # noqa: F401  (must come before plan_engine)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pe_strategies import AS_OF, shuffled, snapshots

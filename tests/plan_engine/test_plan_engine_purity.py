@@ -6,7 +6,6 @@ import ast
 import json
 from pathlib import Path
 
-import pe_path  # noqa: F401  (must come before plan_engine)
 import pytest
 
 from plan_engine import codes, load_catalogue

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-import pe_path  # noqa: F401  (must come before plan_engine)
 import pytest
 from pe_personas import AS_OF, LAST_WEEK, new_starter, plan, report, standard, steps
 
