@@ -21,8 +21,10 @@ run: $(BIN)/.installed
 ## Install and run the whole suite: lint, types, then the tests on SQLite and on PostgreSQL
 test: $(BIN)/.installed lint test-sqlite test-postgres
 
+LINTED := $(wildcard fhir_server plan_engine terminology profiles mappings tests bench)
+
 lint: $(BIN)/.installed
-	$(BIN)/ruff check fhir_server plan_engine terminology profiles mappings tests bench
+	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy plan_engine mappings terminology profiles
 
 test-sqlite: $(BIN)/.installed
