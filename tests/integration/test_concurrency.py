@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -31,8 +30,23 @@ def multi_worker(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
     port = free_port()
     log = (data_dir / "serve.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", str(WORKERS), "--json", "--no-content"],
-        env={**os.environ, "SELFBACK_DATABASE_URL": database_url, "SELFBACK_DATA_DIR": str(data_dir)},
+        [
+            sys.executable,
+            "-m",
+            "fhir_server.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(WORKERS),
+            "--json",
+            "--no-content",
+        ],
+        env={
+            **os.environ,
+            "SELFBACK_DATABASE_URL": database_url,
+            "SELFBACK_DATA_DIR": str(data_dir),
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -64,7 +78,10 @@ def test_conditional_creates_across_processes_make_one(multi_worker: str) -> Non
     value = uuid.uuid4().hex
     resource = {"resourceType": "Patient", "identifier": [{"system": "urn:race", "value": value}]}
     criteria = f"identifier=urn:race|{value}"
-    answers = race(multi_worker, lambda c: c.post("/Patient", json=resource, headers={"If-None-Exist": criteria}))
+    answers = race(
+        multi_worker,
+        lambda c: c.post("/Patient", json=resource, headers={"If-None-Exist": criteria}),
+    )
     statuses = sorted(r.status_code for r in answers)
     assert statuses == [200] * (CLIENTS - 1) + [201]
     assert len({r.json()["id"] for r in answers}) == 1
@@ -73,7 +90,9 @@ def test_conditional_creates_across_processes_make_one(multi_worker: str) -> Non
 
 
 def test_if_match_lets_exactly_one_update_through(multi_worker: str) -> None:
-    made = httpx.post(f"{multi_worker}/Patient", json={"resourceType": "Patient", "gender": "female"}).json()
+    made = httpx.post(
+        f"{multi_worker}/Patient", json={"resourceType": "Patient", "gender": "female"}
+    ).json()
     url = f"/Patient/{made['id']}"
 
     def update(client: httpx.Client) -> httpx.Response:
@@ -94,13 +113,32 @@ def test_concurrent_transactions_are_all_or_nothing(multi_worker: str) -> None:
         n = uuid.uuid4().hex
         bad = n[0] in "01234567"
         entries = [
-            {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": {"resourceType": "Patient", "identifier": [{"system": f"urn:tx:{tag}", "value": n}]}, "request": {"method": "POST", "url": "Patient"}},
-            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": tag}, "valueInteger": "bad" if bad else 3}, "request": {"method": "POST", "url": "Observation"}},
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": f"urn:tx:{tag}", "value": n}],
+                },
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": tag},
+                    "valueInteger": "bad" if bad else 3,
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
         ]
-        return client.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+        return client.post(
+            "", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        )
 
     answers = race(multi_worker, transaction)
     succeeded = sum(1 for r in answers if r.status_code == 200)
     assert all(r.status_code in (200, 400) for r in answers)
-    patients = httpx.get(f"{multi_worker}/Patient", params={"identifier": f"urn:tx:{tag}|", "_count": 100}).json()
+    patients = httpx.get(
+        f"{multi_worker}/Patient", params={"identifier": f"urn:tx:{tag}|", "_count": 100}
+    ).json()
     assert len(patients.get("entry", [])) == succeeded
