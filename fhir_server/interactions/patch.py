@@ -37,8 +37,6 @@ def patch(
         if not isinstance(document, dict) or document.get("resourceType") != "Parameters":
             raise bad_request("A FHIRPath Patch must be a Parameters resource")
         after = apply_fhirpath_patch(before, document)
-    if after.get("resourceType") != rtype or after.get("id") != id:
-        raise bad_request("A patch may not change the resource's type or id")
     return update(session, rtype, id, after, now=now, if_match=if_match, method="PATCH")
 
 

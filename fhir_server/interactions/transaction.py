@@ -140,38 +140,44 @@ class _Binding:
 def _bind_full_urls(session: WriteSession, requests: list[EntryRequest]) -> dict[int, _Binding]:
     bindings: dict[int, _Binding] = {}
     for request in requests:
-        assert request.rtype is not None or request.method not in ("POST", "PUT")
-        if request.method == "POST" and request.rtype:
+        rtype = request.rtype
+        if rtype is None:
+            continue
+        if request.method == "POST":
             existing = None
             if request.if_none_exist:
-                try:
-                    matches = find_matches(session, request.rtype, request.if_none_exist)
-                except FhirError as exc:
-                    raise exc.with_location(f"{request.where}.request.ifNoneExist") from None
-                if len(matches) > 1:
-                    raise precondition_failed(
-                        f"ifNoneExist '{request.if_none_exist}' matches more than one {request.rtype}"
-                    ).with_location(f"{request.where}.request.ifNoneExist")
-                existing = matches[0] if matches else None
+                where = f"{request.where}.request.ifNoneExist"
+                existing = _at_most_one(session, rtype, request.if_none_exist, where)
             bindings[request.index] = _Binding(
-                request.rtype, existing.id if existing else new_id(), existing
+                rtype, existing.id if existing else new_id(), existing
             )
-        elif request.method == "PUT" and request.rtype:
+        elif request.method == "PUT":
             if request.id:
-                bindings[request.index] = _Binding(request.rtype, request.id)
+                bindings[request.index] = _Binding(rtype, request.id)
             elif request.criteria:
-                try:
-                    matches = find_matches(session, request.rtype, request.criteria)
-                except FhirError as exc:
-                    raise exc.with_location(f"{request.where}.request.url") from None
-                if len(matches) > 1:
-                    raise precondition_failed(
-                        f"Criteria '{request.criteria}' match more than one {request.rtype}"
-                    ).with_location(f"{request.where}.request.url")
+                match = _at_most_one(
+                    session, rtype, request.criteria, f"{request.where}.request.url"
+                )
                 body_id = (request.resource or {}).get("id")
-                target = matches[0].id if matches else (body_id or new_id())
-                bindings[request.index] = _Binding(request.rtype, target)
+                bindings[request.index] = _Binding(
+                    rtype, match.id if match else (body_id or new_id())
+                )
     return bindings
+
+
+def _at_most_one(
+    session: WriteSession, rtype: str, criteria: str, where: str
+) -> StoredResource | None:
+    """The one resource conditional criteria select, None for none; several are 412."""
+    try:
+        matches = find_matches(session, rtype, criteria)
+    except FhirError as exc:
+        raise exc.with_location(where) from None
+    if len(matches) > 1:
+        raise precondition_failed(
+            f"Criteria '{criteria}' match more than one {rtype}"
+        ).with_location(where)
+    return matches[0] if matches else None
 
 
 def _rewrite(

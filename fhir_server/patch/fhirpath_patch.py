@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_server.errors import FhirError, bad_request, unprocessable
+from fhir_server.errors import bad_request, unprocessable
 from fhir_server.patch.fhirpath_location import Location, element_info, evaluate_locations
-from fhir_server.patch.json_patch import json_copy
+from fhir_server.patch.json_patch import check_identity, json_copy
 from fhir_server.validation import Model, element_table
 
 __all__ = ["apply_fhirpath_patch"]
@@ -362,11 +362,5 @@ def apply_fhirpath_patch(resource: dict[str, Any], parameters: dict[str, Any]) -
     document = json_copy(resource)
     for op in operations:
         _APPLY[op.type](document, op)
-    for member in ("resourceType", "id"):
-        if document.get(member) != resource.get(member):
-            raise _identity_change(member)
+    check_identity(resource, document)
     return document
-
-
-def _identity_change(member: str) -> FhirError:
-    return bad_request(f"A patch may not change the resource's {member}", member)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.errors import FhirError, bad_request, unprocessable
+from fhir_server.errors import bad_request, unprocessable
 
 __all__ = ["apply_json_patch", "json_copy"]
 
@@ -186,11 +186,13 @@ def apply_json_patch(resource: dict[str, Any], patch: object) -> dict[str, Any]:
         document = _apply(document, operation, where)
     if not isinstance(document, dict):
         raise unprocessable("The patched resource is not a JSON object")
-    for member in ("resourceType", "id"):
-        if document.get(member) != resource.get(member):
-            raise _identity_change(member)
+    check_identity(resource, document)
     return document
 
 
-def _identity_change(member: str) -> FhirError:
-    return bad_request(f"A patch may not change the resource's {member}", member)
+def check_identity(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """A patch may not change what the resource is (http.html#patch: the id in the URL
+    names the resource; changing type or id would be a different resource): 400."""
+    for member in ("resourceType", "id"):
+        if after.get(member) != before.get(member):
+            raise bad_request(f"A patch may not change the resource's {member}", member)
