@@ -10,11 +10,14 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from fhir_server.api.routes import ROUTES, error_response
 from fhir_server.config import Settings
 from fhir_server.content import load_programme_content
 from fhir_server.errors import FhirError, error
+from fhir_server.events.handlers import HANDLERS
+from fhir_server.events.worker import OutboxWorker
 from fhir_server.server_state import ServerState
 from fhir_server.storage.database import open_database
 from fhir_server.storage.migrate import upgrade
@@ -27,7 +30,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = (settings or Settings.from_env()).resolved()
     db = open_database(settings.database_url)
     upgrade(db)
-    repository = Repository(db)
+    repository = Repository(db, event_types=frozenset(HANDLERS))
+    worker = OutboxWorker(repository, HANDLERS)
+    repository.on_events = worker.wake
     if settings.load_content:
         counts = load_programme_content(repository, settings.base_url or "http://localhost/fhir")
         log.info("programme content: %s", counts)
@@ -35,7 +40,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.events_worker:
+            worker.start()
         yield
+        worker.stop()
         db.dispose()
 
     app = FastAPI(
@@ -46,8 +54,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fhir = state
+    # --- SMART authorization server (fhir_server.auth, docs/AUTH.md): /auth/*,
+    # /fhir/.well-known/*, POST /fhir/Patient/{id}/$activation-code; app.state.auth ---
+    from fhir_server.auth.routes import mount_auth
+
+    mount_auth(app, state)
+    # Plain Starlette routes: every FHIR handler takes the Request and returns a Response,
+    # so FastAPI's dependency resolution per request would be pure overhead.
     for path, methods, handler in ROUTES:
-        app.add_api_route(path, handler, methods=methods, include_in_schema=True)
+        app.router.routes.append(Route(path, handler, methods=methods))
 
     @app.exception_handler(FhirError)
     async def _fhir_error(request: Request, exc: FhirError) -> Response:

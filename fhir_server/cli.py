@@ -1,4 +1,5 @@
-"""The ``selfback`` command: serve, migrate, load. Every command takes ``--json``."""
+"""The ``selfback`` command: serve, migrate, load, and the auth commands (clients, keys,
+activation codes, accounts). Every command takes ``--json``."""
 
 from __future__ import annotations
 
@@ -50,8 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--batch-size", type=int, default=500, help="resources per transaction for NDJSON"
     )
 
+    from fhir_server.auth.cli import register_cli
+
+    register_cli(sub)
+
     args = parser.parse_args(argv)
     settings = Settings.from_env(database_url=args.database_url, data_dir=args.data_dir)
+    if getattr(args, "auth_command", None):
+        return int(args.auth_command(args, settings))
     if args.command == "serve":
         return _serve(args, settings)
     if args.command == "migrate":

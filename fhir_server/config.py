@@ -25,7 +25,15 @@ class Settings:
     default_page_size: int = 20
     max_page_size: int = 1000
     load_content: bool = True
+    # Run the outbox worker in this process (off only to test that events wait safely).
+    events_worker: bool = True
     secret_key: bytes = field(default=b"", repr=False)
+    # SMART authorization server (fhir_server.auth, docs/AUTH.md)
+    sms_sender: str = "outbox"  # outbox (JSON lines in data_dir) | webhook
+    sms_webhook_url: str = ""
+    sms_hourly_limit: int = 500  # every SMS this installation sends
+    sms_ip_hourly_limit: int = 50
+    login_ip_failure_limit: int = 20  # wrong activation codes/passwords per IP per 15 min
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -36,6 +44,12 @@ class Settings:
             base_url=_env("BASE_URL", ""),
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
             load_content=_env("LOAD_CONTENT", "1") not in ("0", "false", "no"),
+            events_worker=_env("EVENTS_WORKER", "1") not in ("0", "false", "no"),
+            sms_sender=_env("SMS_SENDER", "outbox"),
+            sms_webhook_url=_env("SMS_WEBHOOK_URL", ""),
+            sms_hourly_limit=int(_env("SMS_HOURLY_LIMIT", "500")),
+            sms_ip_hourly_limit=int(_env("SMS_IP_HOURLY_LIMIT", "50")),
+            login_ip_failure_limit=int(_env("LOGIN_IP_FAILURE_LIMIT", "20")),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean).resolved()  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -41,6 +42,7 @@ def to_us(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+@lru_cache(maxsize=4096)
 def instant(us: int) -> str:
     """An R4 ``instant`` in UTC with microseconds, e.g. 2026-11-21T03:45:12.123456Z."""
     seconds, micros = divmod(us, 1_000_000)

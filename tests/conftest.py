@@ -25,7 +25,7 @@ POSTGRES_ADMIN = os.environ.get(
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared reference data is absent")
 
 # Fixtures that touch a database; tests using them form the PostgreSQL pass (-m db).
-_DB_FIXTURES = {"database_url", "server", "fhir", "cli_database"}
+_DB_FIXTURES = {"database_url", "server", "fhir", "cli_database", "own_database"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -86,6 +86,7 @@ class RunningServer:
 
 
 def start_server(database_url: str, data_dir: Path, **env: str) -> RunningServer:
+    data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = data_dir / "server.log"
     environment = {

@@ -36,6 +36,7 @@ from fhir_server.interactions import create as create_room
 from fhir_server.interactions import delete as delete_room
 from fhir_server.interactions import patch as patch_room
 from fhir_server.interactions import read as read_room
+from fhir_server.interactions import reindex as reindex_room
 from fhir_server.interactions import update as update_room
 from fhir_server.interactions.history import history_bundle
 from fhir_server.interactions.outcome import WriteOutcome
@@ -378,19 +379,76 @@ async def history(request: Request, rtype: str | None, id: str | None) -> Respon
     return fhir_response(render(body, prefs), prefs)
 
 
-async def search(request: Request, rtype: str | None, params: list[tuple[str, str]]) -> Response:
+async def search(
+    request: Request,
+    rtype: str | None,
+    params: list[tuple[str, str]],
+    compartment: tuple[str, str] | None = None,
+) -> Response:
     prefs = prefs_of(request)
     repo = state(request).repository
-    with repo.reading() as conn:
-        body = search_bundle(
-            conn,
-            rtype,
-            params,
-            base_url=base_url(request),
-            strict=prefs.strict,
-            secret=state(request).settings.secret_key,
-        )
+
+    def page() -> bytes:
+        with repo.reading() as conn:
+            return search_bundle(
+                conn,
+                rtype,
+                params,
+                base_url=base_url(request),
+                strict=prefs.strict,
+                secret=state(request).settings.secret_key,
+                compartment=compartment,
+            )
+
+    # A search may count a million rows: off the event loop, unlike a primary-key read.
+    body = await run_in_threadpool(page)
     return fhir_response(render(body, prefs), prefs)
+
+
+# -- search: compartments, $reindex (search.html, compartmentdefinition.html) ---------------
+
+
+def compartment_of(request: Request) -> tuple[tuple[str, str], str | None]:
+    """(owner type, id) and the searched type (None for ``*``) of a compartment path."""
+    p = request.path_params
+    owner, rtype = p["compartment"], p["ctype"]
+    if owner not in R4_RESOURCE_TYPES or (rtype != "*" and rtype not in R4_RESOURCE_TYPES):
+        raise error(404, "not-supported", f"{request.url.path}: unknown resource type")
+    return (owner, check_id(p["cid"])), None if rtype == "*" else rtype
+
+
+async def search_compartment(request: Request) -> Response:
+    """GET [Compartment]/[id]/[type] and [Compartment]/[id]/* (http.html#search)."""
+    compartment, rtype = compartment_of(request)
+    return await search(request, rtype, query_pairs(request), compartment)
+
+
+async def search_compartment_post(request: Request) -> Response:
+    """POST [Compartment]/[id]/[type]/_search, form-encoded (http.html#search)."""
+    compartment, rtype = compartment_of(request)
+    if media_type(request.headers.get("content-type")) != FORM:
+        raise error(415, "not-supported", f"POST {request.url.path} takes {FORM}")
+    form = await request.form()
+    params = query_pairs(request) + [(k, str(v)) for k, v in form.multi_items()]
+    return await search(request, rtype, params, compartment)
+
+
+async def reindex_system(request: Request) -> Response:
+    return await reindex(request, None)
+
+
+async def reindex_type(request: Request) -> Response:
+    return await reindex(request, resource_type(request))
+
+
+async def reindex(request: Request, rtype: str | None) -> Response:
+    """POST [base]/$reindex, [base]/[type]/$reindex (interactions/reindex.py); admin only
+    once authorization exists."""
+    prefs = prefs_of(request)
+    batch = reindex_room.batch_size(request.query_params.get("batchSize"))
+    repo = state(request).repository
+    outcome = await run_in_threadpool(reindex_room.reindex, repo, rtype, batch=batch)
+    return fhir_response(render_value(outcome, prefs), prefs)
 
 
 def error_response(exc: FhirError, request: Request) -> Response:
@@ -415,6 +473,11 @@ ROUTES: list[tuple[str, list[str], Handler]] = [
     ("/fhir/{rtype}/_search", ["POST"], search_type_post),
     ("/fhir/{rtype}/{id}/_history/{vid}", ["GET"], vread),
     ("/fhir/{rtype}/{id}/_history", ["GET"], instance_history),
+    # search: $reindex and compartment search (after _history, before the instance routes)
+    ("/fhir/$reindex", ["POST"], reindex_system),
+    ("/fhir/{rtype}/$reindex", ["POST"], reindex_type),
+    ("/fhir/{compartment}/{cid}/{ctype}", ["GET"], search_compartment),
+    ("/fhir/{compartment}/{cid}/{ctype}/_search", ["POST"], search_compartment_post),
     ("/fhir/{rtype}/{id}", ["GET"], read),
     ("/fhir/{rtype}/{id}", ["PUT"], update),
     ("/fhir/{rtype}/{id}", ["DELETE"], delete),

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from fhir_server import FHIR_VERSION, __version__
+from fhir_server.auth.discovery import capability_security  # SMART security (auth)
 from fhir_server.definitions import R4_RESOURCE_TYPES
 from fhir_server.search import registry
 
@@ -59,6 +60,8 @@ def capability_statement(base_url: str, *, software_date: str) -> bytes:
         "rest": [
             {
                 "mode": "server",
+                # SMART on FHIR: oauth-uris extension, read by the Python fhirclient (auth)
+                "security": capability_security(base_url),
                 "resource": resources,
                 "interaction": [
                     {"code": "transaction"},

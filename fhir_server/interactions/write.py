@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.search import extract_index_rows
+from fhir_server.search import Registry, extract_index_rows
 from fhir_server.storage.repository import StoredResource, WriteSession
+from fhir_server.storage.search_sql import live_registry
 from fhir_server.versioning import stamp
 
 
@@ -21,7 +22,11 @@ def write_version(
     now: int,
     method: str,
     previous: StoredResource | None,
+    registry: Registry | None = None,
 ) -> StoredResource:
+    """``registry``: the search parameters to index with; by default the ones in force on
+    the database (the R4 core plus active custom SearchParameters, checked once per
+    transaction)."""
     version = previous.version + 1 if previous else 1
     body = stamp(resource, id, version, now)
     return session.put(
@@ -31,7 +36,7 @@ def write_version(
         last_updated=now,
         body=body,
         method=method,
-        index_rows=extract_index_rows(resource),
+        index_rows=extract_index_rows(resource, registry or live_registry(session.conn)),
         previous=previous,
     )
 

@@ -32,13 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 from fhir_server.search.dates import MAX_US, MIN_US, InvalidDate, date_range
 from fhir_server.search.paths import Walker, compile_fhirpath, compile_path
 from fhir_server.search.references import URL_WIDTH, parse_canonical, parse_reference
-from fhir_server.search.registry import TABLE_OF_TYPE, SearchParam, registry
+from fhir_server.search.registry import TABLE_OF_TYPE, Registry, SearchParam, registry
 from fhir_server.search.text import normalise
 from fhir_server.search.units import canonical
 
@@ -504,7 +503,21 @@ def _simple_extractor(param: SearchParam) -> Extractor | None:
             for value in walk_fp(resource):
                 converter(ptype, _guess_type(ptype, value))(code, value, None, out)
 
-        return extract_fp
+        if not param.custom:
+            return extract_fp
+
+        def extract_custom(resource: dict[str, Any], out: Rows) -> None:
+            # A custom expression that fails on this resource indexes nothing for it: a
+            # client's SearchParameter must never make writes fail (custom.py).
+            try:
+                found: Rows = {name: [] for name in _TABLE_NAMES}
+                extract_fp(resource, found)
+            except Exception:  # noqa: BLE001 - fhirpathpy raises bare Exception subclasses
+                return
+            for name, rows in found.items():
+                out[name].extend(rows)
+
+        return extract_custom
     return None
 
 
@@ -556,11 +569,18 @@ def _composite_extractor(param: SearchParam) -> Extractor | None:
     return extract
 
 
-@cache
-def plan_for(rtype: str) -> tuple[Extractor, ...]:
-    """The extractors of every indexed parameter of ``rtype``, compiled once."""
+def plan_for(rtype: str, reg: Registry | None = None) -> tuple[Extractor, ...]:
+    """The extractors of every indexed parameter of ``rtype``, compiled once per registry."""
+    reg = reg or registry()
+    plan = reg.plans.get(rtype)
+    if plan is None:
+        plan = reg.plans[rtype] = _compile_plan(rtype, reg)
+    return plan  # type: ignore[no-any-return]
+
+
+def _compile_plan(rtype: str, reg: Registry) -> tuple[Extractor, ...]:
     extractors: list[Extractor] = []
-    for param in registry().for_type(rtype):
+    for param in reg.for_type(rtype):
         if param.code in RESOURCE_COLUMN_PARAMS:
             continue
         if param.type == "composite":
@@ -574,14 +594,17 @@ def plan_for(rtype: str) -> tuple[Extractor, ...]:
     return tuple(extractors)
 
 
-def extract_index_rows(resource: dict[str, Any]) -> Rows:
+def extract_index_rows(resource: dict[str, Any], reg: Registry | None = None) -> Rows:
     """Index rows per table (``sp_string``...) for every search parameter of the resource's
-    type; each row holds ``param`` and the table's value columns."""
+    type; each row holds ``param`` and the table's value columns.
+
+    ``reg``: the registry in force (the core one by default; with the server's custom
+    SearchParameters, see fhir_server.storage.search_sql.live_registry)."""
     out: Rows = {name: [] for name in _TABLE_NAMES}
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):
         return out
-    for extract in plan_for(rtype):
+    for extract in plan_for(rtype, reg):
         extract(resource, out)
     return out
 

@@ -4,7 +4,8 @@ Run from the repository root (needs the reference data, present only on dev mach
 
     python -m fhir_server.search.generate /work/shared/fhir-r4/definitions
 
-It reads ``search-parameters.json`` (every SearchParameter of FHIR 4.0.1) and the
+It writes two data files. ``search_parameters.json``: it reads ``search-parameters.json``
+(every SearchParameter of FHIR 4.0.1) and the
 StructureDefinitions (``profiles-resources.json.gz``, ``profiles-types.json``) and writes,
 per parameter, only what search needs at runtime: code, bases, type, FHIRPath expression,
 targets, comparators/modifiers, components and url -- no prose, no XPath. Each expression is
@@ -13,6 +14,11 @@ also *compiled here*, per base type, into value paths: the JSON property names t
 ``effectivePeriod``...) and the FHIR type found at the end, which tells extraction how to
 turn a value into index rows. Expressions outside the small path grammar below keep only
 their FHIRPath text and are evaluated with fhirpathpy at runtime.
+
+``compartments.json``: the five CompartmentDefinitions of R4 (Patient, Encounter,
+RelatedPerson, Practitioner, Device; compartmentdefinition.html), from
+``profiles-resources.json.gz``: per compartment, which search parameters of which resource
+types put a resource in it (``{def}`` -- the compartment's owner itself -- kept as written).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ PARAMS_FILE = "search-parameters.json"
 RESOURCES_FILE = "profiles-resources.json.gz"
 TYPES_FILE = "profiles-types.json"
 OUTPUT = Path(__file__).resolve().parent / "search_parameters.json"
+COMPARTMENTS_OUTPUT = Path(__file__).resolve().parent / "compartments.json"
 
 # Types whose children are declared inline in the owning StructureDefinition.
 _INLINE_TYPES = {"BackboneElement", "Element"}
@@ -415,11 +422,63 @@ def _element_context(elements: ElementTypes, base: str, alternative: dict[str, A
     return elements.context_of(element_path, alternative["type"])
 
 
+def build_compartments(definitions: Path) -> dict[str, Any]:
+    """Compartment membership from the R4 CompartmentDefinitions: compartment code ->
+    {url, resources: {type: [parameter codes]}}; types with no parameter are left out
+    (compartmentdefinition.html: they are never in the compartment)."""
+    bundle = _load(definitions / RESOURCES_FILE)
+    compartments: dict[str, Any] = {}
+    for entry in bundle.get("entry", []):
+        cd = entry.get("resource", {})
+        if cd.get("resourceType") != "CompartmentDefinition":
+            continue
+        members = {r["code"]: list(r["param"]) for r in cd.get("resource", []) if r.get("param")}
+        compartments[cd["code"]] = {
+            "url": cd["url"],
+            "search": bool(cd.get("search")),
+            "resources": dict(sorted(members.items())),
+        }
+    return {
+        "provenance": {
+            "source": f"HL7 FHIR R4 {FHIR_VERSION} core definitions: the CompartmentDefinition "
+            f"resources of {RESOURCES_FILE} (CC0-1.0)",
+            "fhir_version": FHIR_VERSION,
+            "sha256": {RESOURCES_FILE: _sha256(definitions / RESOURCES_FILE)},
+            "generator": "python -m fhir_server.search.generate /work/shared/fhir-r4/definitions",
+        },
+        "compartments": dict(sorted(compartments.items())),
+    }
+
+
+def write_compartments(data: dict[str, Any], output: Path) -> None:
+    """One resource type per line: small diffs when a definition changes."""
+    lines = [
+        '{"provenance": ' + json.dumps(data["provenance"], sort_keys=True) + ",",
+        ' "compartments": {',
+    ]
+    blocks = []
+    for code, compartment in data["compartments"].items():
+        members = ",\n".join(
+            f"   {json.dumps(rtype)}: {json.dumps(params)}"
+            for rtype, params in compartment["resources"].items()
+        )
+        blocks.append(
+            f'  {json.dumps(code)}: {{"url": {json.dumps(compartment["url"])}, '
+            f'"search": {json.dumps(compartment["search"])}, "resources": {{\n{members}}}}}'
+        )
+    lines.append(",\n".join(blocks))
+    lines.append("}}")
+    with open(output, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("definitions", type=Path, help="folder with the R4 definition bundles")
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--compartments-output", type=Path, default=COMPARTMENTS_OUTPUT)
     args = parser.parse_args(argv)
+    write_compartments(build_compartments(args.definitions), args.compartments_output)
     data = build(args.definitions)
     with open(args.output, "w", encoding="utf-8") as fh:
         # One parameter per line: small diffs when the generator changes.

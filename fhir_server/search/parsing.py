@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
-from fhir_server.errors import FhirError, Issue, bad_request
+from fhir_server.errors import FhirError, Issue, bad_request, not_found
+from fhir_server.search.compartments import compartments
 from fhir_server.search.dates import InvalidDate, date_range
 from fhir_server.search.numbers import InvalidNumber, implicit_range, parse_decimal
 from fhir_server.search.query import (
@@ -26,6 +27,7 @@ from fhir_server.search.query import (
     DateValue,
     Has,
     Include,
+    InCompartment,
     Node,
     NumberValue,
     QuantityValue,
@@ -79,6 +81,10 @@ TRANSPORT_PARAMS = frozenset({"_format", "_pretty"})
 UNSUPPORTED_PARAMS = frozenset(
     {"_text", "_content", "_query", "_filter", "_list", "_contained", "_containedType"}
 )
+
+# ``_explain``: a debug parameter of ours (the SQL and the database's plan), answered only
+# when the server allows it (SELFBACK_SEARCH_EXPLAIN=1); otherwise an unknown parameter.
+EXPLAIN_VALUES = frozenset({"true", "analyze"})
 
 SUMMARY_VALUES = frozenset({"true", "false", "text", "data", "count"})
 TOTAL_VALUES = frozenset({"none", "estimate", "accurate"})
@@ -349,8 +355,12 @@ def parse_node(
     base_url: str | None = None,
     reg: Registry | None = None,
     depth: int = 0,
+    types: tuple[str, ...] = (),
 ) -> Node:
-    """One parameter (name and raw value) on ``rtype`` as an expression-tree node."""
+    """One parameter (name and raw value) on ``rtype`` as an expression-tree node.
+
+    ``types``: on a system search (``rtype`` None), the ``_type`` list; a parameter is
+    then known when every listed type defines it (search.html#system)."""
     reg = reg or registry()
     if depth > MAX_CHAIN_DEPTH:
         raise bad_request(f"{name!r}: chains deeper than {MAX_CHAIN_DEPTH} are not supported")
@@ -358,9 +368,9 @@ def parse_node(
         return _parse_has(rtype, name, raw, now_us=now_us, base_url=base_url, reg=reg, depth=depth)
     head, dot, rest = name.partition(".")
     code, modifier = _split_name(head)
-    param = reg.get(rtype, code)
+    param = resolve_param(reg, rtype, types, code)
     if param is None:
-        raise _Unknown(f"Unknown search parameter {code!r} for {rtype or 'a system search'}")
+        raise _Unknown(f"Unknown search parameter {code!r} for {_where(rtype, types)}")
     if dot:
         return _parse_chain(
             rtype,
@@ -385,6 +395,34 @@ def parse_node(
         param, modifier, raw, now_us=now_us, base_url=base_url, reg=reg, rtype=rtype
     )
     return Criterion(param, modifier, values)
+
+
+def resolve_param(
+    reg: Registry, rtype: str | None, types: tuple[str, ...], code: str
+) -> SearchParam | None:
+    """The parameter ``code`` on ``rtype``; on a system search with ``_type``, the one every
+    listed type defines, of one parameter type (search.html#system); else a common one."""
+    if rtype is not None or not types:
+        return reg.get(rtype, code)
+    found = [reg.get(t, code) for t in types]
+    first = found[0]
+    if first is None or any(p is None for p in found):
+        return None
+    kinds = {p.type for p in found if p is not None}
+    if len(kinds) > 1:
+        raise bad_request(
+            f"Search parameter {code!r} has different types on {', '.join(types)} "
+            "(search.html#system)"
+        )
+    return first
+
+
+def _where(rtype: str | None, types: tuple[str, ...]) -> str:
+    if rtype is not None:
+        return rtype
+    if types:
+        return "every type of _type=" + ",".join(types)
+    return "a system search"
 
 
 def _check_modifier(param: SearchParam, modifier: str, reg: Registry) -> None:
@@ -479,7 +517,9 @@ def _parse_has(
 # --- result parameters --------------------------------------------------------------
 
 
-def _parse_sort(rtype: str | None, raw: str, reg: Registry, notes: list[str]) -> list[SortKey]:
+def _parse_sort(
+    rtype: str | None, raw: str, reg: Registry, notes: list[str], types: tuple[str, ...] = ()
+) -> list[SortKey]:
     keys: list[SortKey] = []
     for item in raw.split(","):
         item = item.strip()
@@ -490,9 +530,9 @@ def _parse_sort(rtype: str | None, raw: str, reg: Registry, notes: list[str]) ->
         if code in RESOURCE_SORTS:
             keys.append(SortKey(code, descending, None))
             continue
-        param = reg.get(rtype, code) if rtype else None
+        param = resolve_param(reg, rtype, types, code) if rtype or types else None
         if param is None or param.type in ("composite", "special") or param.table is None:
-            notes.append(f"Cannot sort by {code!r} on {rtype or 'a system search'}")
+            notes.append(f"Cannot sort by {code!r} on {_where(rtype, types)}")
             continue
         keys.append(SortKey(code, descending, param))
     return keys
@@ -541,13 +581,19 @@ def parse_search(
     strict: bool = False,
     now_us: int | None = None,
     base_url: str | None = None,
+    reg: Registry | None = None,
+    compartment: tuple[str, str] | None = None,
+    explain: bool = False,
 ) -> SearchQuery:
     """Parse URL-decoded ``(name, value)`` pairs of a search on ``rtype`` (None: system).
 
     ``now_us`` (microseconds since the epoch) anchors the ``ap`` prefix on dates;
-    ``base_url`` lets absolute references to this server match relative ones.
+    ``base_url`` lets absolute references to this server match relative ones; ``reg`` is
+    the registry in force (the core parameters by default); ``compartment`` (owner type,
+    id) makes it a compartment search (``rtype`` None for ``[Compartment]/[id]/*``);
+    ``explain`` lets ``_explain`` through (a debug parameter the server must allow).
     """
-    reg = registry()
+    reg = reg or registry()
     if rtype is not None and not reg.knows_type(rtype):
         raise bad_request(f"Unknown resource type {rtype!r}", code="not-supported")
     now = now_us if now_us is not None else time.time_ns() // 1000
@@ -555,10 +601,22 @@ def parse_search(
     criteria: list[Node] = []
     sort_notes: list[str] = []
     ignored: list[str] = []
+    # _type decides which parameters a system search knows, wherever it stands.
+    types = _parse_types(rtype, [raw for name, raw in params if name == "_type"], reg)
+    in_compartment: InCompartment | None = None
+    if compartment is not None:
+        in_compartment, types = _compartment(rtype, compartment, types)
+        query.compartment = compartment
+    query.types = types
 
     for name, raw in params:
         code = name.split(":", 1)[0]
         if code in TRANSPORT_PARAMS:
+            continue
+        if code == "_explain" and explain:
+            if raw not in EXPLAIN_VALUES:
+                raise bad_request(f"_explain={raw!r}: use true or analyze")
+            query.explain = raw
             continue
         if raw == "" and code not in RESULT_PARAMS:
             # An empty value constrains nothing; skip it like the major servers do.
@@ -572,7 +630,9 @@ def parse_search(
             ignored.append(f"Search parameter {code!r} is not supported")
             continue
         try:
-            criteria.append(parse_node(rtype, name, raw, now_us=now, base_url=base_url, reg=reg))
+            criteria.append(
+                parse_node(rtype, name, raw, now_us=now, base_url=base_url, reg=reg, types=types)
+            )
         except _Unknown as exc:
             ignored.append(exc.diagnostics)
             continue
@@ -584,8 +644,54 @@ def parse_search(
     query.warnings.extend(
         Issue("not-supported", f"{n}; ignored", severity="warning") for n in notes
     )
+    if in_compartment is not None:
+        criteria.insert(0, in_compartment)
     query.criteria = tuple(criteria)
     return query
+
+
+def _parse_types(rtype: str | None, values: list[str], reg: Registry) -> tuple[str, ...]:
+    """search.html#system: ``_type=Patient,Observation`` (repeats add types)."""
+    types: list[str] = []
+    for raw in values:
+        for t in raw.split(","):
+            t = t.strip()
+            if not t:
+                continue
+            if not reg.knows_type(t):
+                raise bad_request(f"_type: unknown resource type {t!r}")
+            if t not in types:
+                types.append(t)
+    if types and rtype is not None:
+        raise bad_request("_type applies to a system search only")
+    return tuple(types)
+
+
+def _compartment(
+    rtype: str | None, compartment: tuple[str, str], types: tuple[str, ...]
+) -> tuple[InCompartment, tuple[str, ...]]:
+    """The compartment node of ``[Compartment]/[id]/[type]`` (compartmentdefinition.html),
+    and the types a ``[Compartment]/[id]/*`` search covers."""
+    code, owner_id = compartment
+    definition = compartments().get(code)
+    if definition is None:
+        raise not_found(
+            f"{code} is not a compartment; compartments are "
+            f"{', '.join(sorted(compartments()))} (compartmentdefinition.html)"
+        )
+    if rtype is not None:
+        if rtype not in definition.members:
+            raise bad_request(
+                f"{rtype} resources are never in a {code} compartment (compartmentdefinition.html)",
+                code="not-supported",
+            )
+        covered: tuple[str, ...] = (rtype,)
+    else:
+        covered = tuple(t for t in definition.types if not types or t in types)
+        if not covered:
+            raise bad_request(f"None of _type={','.join(types)} is in a {code} compartment")
+    members = tuple((t, definition.params_for(t), definition.includes_owner(t)) for t in covered)
+    return InCompartment(code, owner_id, members), () if rtype is not None else covered
 
 
 def _result_param(
@@ -615,7 +721,7 @@ def _result_param(
         # Our own paging parameter (next/previous links); verified when the page is read.
         query.cursor = raw or None
     elif code == "_sort":
-        query.sort += tuple(_parse_sort(rtype, raw, reg, sort_notes))
+        query.sort += tuple(_parse_sort(rtype, raw, reg, sort_notes, query.types))
     elif code == "_total":
         if raw not in TOTAL_VALUES:
             raise bad_request(f"_total={raw!r}: use none, estimate or accurate")
@@ -626,11 +732,4 @@ def _result_param(
         query.summary = raw
     elif code == "_elements":
         query.elements += tuple(e.strip() for e in raw.split(",") if e.strip())
-    elif code == "_type":
-        types = tuple(t for t in raw.split(",") if t)
-        for t in types:
-            if not reg.knows_type(t):
-                raise bad_request(f"_type: unknown resource type {t!r}")
-        if rtype is not None:
-            raise bad_request("_type applies to a system search only")
-        query.types += types
+    # _type was read before the other parameters (_parse_types).

@@ -129,7 +129,18 @@ class Has:
     inner: Node
 
 
-Node = Criterion | Chain | Has
+@dataclass(frozen=True, slots=True)
+class InCompartment:
+    """compartmentdefinition.html: the resource is in the compartment of ``compartment/id``
+    -- one of its parameters listed for its type refers there, or (``{def}``) it is the
+    owner itself. ``members``: (resource type, parameter codes, is the owner's own type)."""
+
+    compartment: str
+    id: str
+    members: tuple[tuple[str, tuple[str, ...], bool], ...]
+
+
+Node = Criterion | Chain | Has | InCompartment
 
 # --- result parameters --------------------------------------------------------------
 
@@ -168,6 +179,8 @@ class SearchQuery:
     summary: str | None = None
     elements: tuple[str, ...] = ()
     cursor: str | None = None  # ``_cursor``: the signed page position of a next/previous link
+    compartment: tuple[str, str] | None = None  # (owner type, id) of a compartment search
+    explain: str | None = None  # ``_explain`` (debug, when the server allows it): true | analyze
     warnings: list[Issue] = field(default_factory=list)
     # The parameters as understood, normalised, for the Bundle's self link.
     canonical: list[tuple[str, str]] = field(default_factory=list)

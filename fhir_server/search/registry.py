@@ -71,6 +71,7 @@ class SearchParam:
     comparators: tuple[str, ...] = ()
     modifiers: tuple[str, ...] = ()
     components: tuple[Component, ...] = ()
+    custom: bool = False  # defined by a SearchParameter resource on this server (custom.py)
 
     @property
     def table(self) -> str | None:
@@ -85,6 +86,31 @@ class Registry:
     types: frozenset[str] = frozenset()  # every concrete R4 resource type
     by_type: dict[str, dict[str, SearchParam]] = field(default_factory=dict)
     by_url: dict[str, SearchParam] = field(default_factory=dict)
+    # What was wrong with custom SearchParameter resources that were left out (custom.py).
+    problems: tuple[str, ...] = ()
+    # Compiled extraction plans per resource type (extraction.plan_for), owned by this
+    # registry so a registry with other parameters never reuses them.
+    plans: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def with_params(self, params: Iterable[SearchParam], problems: Iterable[str] = ()) -> Registry:
+        """A new registry: this one plus ``params`` (this one is left unchanged)."""
+        by_type = {rtype: dict(found) for rtype, found in self.by_type.items()}
+        by_url = dict(self.by_url)
+        for param in params:
+            by_type.setdefault(param.rtype, {})[param.code] = param
+            by_url.setdefault(param.url, param)
+        return Registry(
+            provenance=self.provenance,
+            types=self.types,
+            by_type=by_type,
+            by_url=by_url,
+            problems=tuple(problems),
+        )
+
+    @property
+    def custom(self) -> list[SearchParam]:
+        """The custom parameters in force (SearchParameter resources on this server)."""
+        return [p for found in self.by_type.values() for p in found.values() if p.custom]
 
     def get(self, rtype: str | None, code: str) -> SearchParam | None:
         """The parameter ``code`` on ``rtype`` (None: the common ``Resource`` parameters)."""

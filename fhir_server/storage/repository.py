@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from fhir_server.events.outbox import INSERT_EVENTS, event_row
 from fhir_server.search import SearchQuery
 from fhir_server.storage.database import Database
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
@@ -68,14 +69,42 @@ class HistoryQuery:
 
 
 class Repository:
-    def __init__(self, db: Database) -> None:
+    """``event_types``: the resource types whose writes leave an outbox event (the types
+    some handler reacts to); ``on_events`` is called after a commit that left any."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        event_types: frozenset[str] = frozenset(),
+        on_events: Callable[[], None] | None = None,
+    ) -> None:
         self.db = db
+        self.event_types = event_types
+        self.on_events = on_events
+        marker = "%s" if db.reader.dialect.paramstyle in ("format", "pyformat") else "?"
+        self._read_sql = (
+            "SELECT pk, version, last_updated, deleted, body FROM resource "
+            f"WHERE rtype = {marker} AND id = {marker}"
+        )
 
     # -- reads -----------------------------------------------------------------------
 
     def read(self, rtype: str, id: str) -> StoredResource | None:
-        with self.db.reader.connect() as conn:
-            return _current(conn, rtype, id)
+        """The hot path (read by id): one prebuilt statement on a pooled DBAPI connection,
+        skipping SQLAlchemy's statement execution layer, which cost more than the query."""
+        raw = self.db.reader.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(self._read_sql, (rtype, id))
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            raw.close()  # back to the pool
+        if row is None:
+            return None
+        pk, version, last_updated, deleted, body = row
+        return StoredResource(rtype, id, version, last_updated, bool(deleted), bytes(body), "", pk)
 
     def vread(self, rtype: str, id: str, version: int) -> StoredResource | None:
         with self.db.reader.connect() as conn:
@@ -139,10 +168,12 @@ class Repository:
             attempt += 1
             try:
                 with self.db.writer.connect() as conn, conn.begin():
-                    session = WriteSession(conn)
+                    session = WriteSession(conn, self.event_types)
                     result = work(session)
                     session.flush()
-                    return result
+                if session.events_written and self.on_events is not None:
+                    self.on_events()
+                return result
             except (DBAPIError, IntegrityError) as exc:
                 if attempt >= _MAX_ATTEMPTS or _sqlstate(exc) not in _RETRYABLE_SQLSTATES:
                     raise
@@ -157,9 +188,12 @@ class WriteSession:
     always sees its own writes.
     """
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, event_types: frozenset[str] = frozenset()) -> None:
         self.conn = conn
         self._postgres = conn.dialect.name == "postgresql"
+        self._event_types = event_types
+        self._events: list[dict[str, object]] = []
+        self.events_written = 0
         self._new: list[tuple[dict[str, object], dict[str, object], IndexRows]] = []
         self._history: list[dict[str, object]] = []
         self._index: dict[str, list[dict[str, object]]] = {name: [] for name in INDEX_TABLES}
@@ -234,6 +268,8 @@ class WriteSession:
             "body": body,
         }
         history = {"rtype": rtype, "id": id, "method": method, **values}
+        if rtype in self._event_types and not deleted:
+            self._events.append(event_row(rtype, id, version, last_updated))
         if previous is None:
             self._new.append(({"rtype": rtype, "id": id, **values}, history, index_rows or {}))
             return StoredResource(rtype, id, version, last_updated, deleted, body, method, 0)
@@ -258,6 +294,10 @@ class WriteSession:
             if rows:
                 self._index[name] = []
                 self.conn.execute(_INSERT_INDEX[name], rows)
+        if self._events:
+            events, self._events = self._events, []
+            self.conn.execute(INSERT_EVENTS, events)
+            self.events_written += len(events)
 
     def _buffer(self, pk: int, history: dict[str, object], index_rows: IndexRows) -> None:
         self._history.append({"res_pk": pk, **history})

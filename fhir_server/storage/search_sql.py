@@ -1,11 +1,23 @@
 """SQL for a parsed search: the last step of parse -> rewrite -> generate (ARCHITECTURE.md).
 
 ``match_pks(query)`` turns a :class:`SearchQuery` into one SQLAlchemy Core ``SELECT`` of
-``resource.pk`` for the current, not deleted resources that match every criterion. Each
-parameter is a semi-join ``pk IN (SELECT res_pk FROM sp_<kind> WHERE ...)`` whose values
-are OR-ed; parameters are AND-ed; chains join the reference table to the target
-resources, ``_has`` runs the other way. The same statement runs on SQLite and PostgreSQL
-(prefix tests are byte-order ranges, never dialect-specific LIKE semantics).
+``resource.pk`` for the current, not deleted resources that match every criterion. The
+values of a parameter are OR-ed, parameters AND-ed. The rewrite step
+(fhir_server.search.plan) names the driving criterion: it becomes the set the query
+starts from, ``pk IN (SELECT res_pk FROM sp_<kind> WHERE ...)``; every other criterion
+is a test per candidate, a correlated ``EXISTS`` through the ``res_pk`` index, fenced
+with ``OFFSET 0`` so PostgreSQL plans it as SQLite does. Chains join the reference table
+to the target resources, ``_has`` runs the other way; compartments (InCompartment) read
+the reverse reference index. When the index tables alone answer a query
+(``index_driven``), pages and counts never read the resource table. The same statement
+runs on SQLite and PostgreSQL (prefix tests are byte-order ranges, never
+dialect-specific LIKE semantics).
+
+Measured on the search benchmark (bench/search_dataset.py: 1.1 M resources, 1 M step
+Observations; docs in bench/search_latency.py): the app's patient query went from 2.5 s
+(every criterion as ``IN``: SQLite materialised the million-row code set) to ~1 ms of
+SQL; a chain went from 5 s to ~30 ms on PostgreSQL (the fence); the million-match count
+is one index range.
 
 Value semantics (FHIR R4 search.html), with [lo, hi] the stored value's range and
 [plo, phi] the search value's:
@@ -31,15 +43,23 @@ Value semantics (FHIR R4 search.html), with [lo, hi] the stored value's range an
 ``execute_search(conn, query, ...)`` reads one page: ``_sort`` keys (search.html#sort),
 keyset paging on (keys, pk) with signed cursors (never OFFSET), ``_total``, and
 ``_include``/``_revinclude`` (with ``:iterate``) as one IN query per include per round,
-capped (fhir-server-anchors.md 6.4).
+capped (fhir-server-anchors.md 6.4); ``_explain`` adds the SQL and the database's plan.
+
+Also here, because they are the SQL of the search room: ``live_registry(conn)`` (the
+registry with the database's custom SearchParameters) and ``reindex_batch`` ($reindex).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -48,17 +68,30 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    delete,
+    exists,
     false,
     func,
+    insert,
     literal,
     not_,
     or_,
     select,
+    text,
     true,
 )
+from sqlalchemy.exc import CompileError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import String
 
 from fhir_server.errors import Issue, bad_request
 from fhir_server.paging import decode_cursor, encode_cursor
+from fhir_server.search.custom import LiveRegistry
+from fhir_server.search.extraction import extract_index_rows
+from fhir_server.search.plan import drives, driving_order
 from fhir_server.search.query import (
     Chain,
     CompositeValue,
@@ -66,6 +99,7 @@ from fhir_server.search.query import (
     DateValue,
     Has,
     Include,
+    InCompartment,
     Node,
     NumberValue,
     QuantityValue,
@@ -76,7 +110,7 @@ from fhir_server.search.query import (
     UriValue,
     Value,
 )
-from fhir_server.search.registry import TABLE_OF_TYPE
+from fhir_server.search.registry import TABLE_OF_TYPE, Registry
 from fhir_server.search.text import normalise
 from fhir_server.storage.schema import INDEX_TABLES, resource, sp_reference, sp_token, sp_uri
 
@@ -107,11 +141,42 @@ def _starts_with(column: Any, prefix: str) -> Condition:
     return and_(column >= prefix, column < successor(prefix))
 
 
-def _index_rows(table: Any, param: str, rtype: str | None) -> list[Condition]:
-    conditions: list[Condition] = [table.c.param == param]
-    if rtype is not None:
-        conditions.append(table.c.rtype == rtype)
-    return conditions
+# --- table aliases --------------------------------------------------------------------
+#
+# Every subquery reads its index table through an alias of its own. Making an alias builds
+# its column collection, which was a third of the Python time of a search; within one
+# statement (see _statement) the n-th alias of a table is taken from a pool kept across
+# statements, so the same few alias objects serve every search. SQLAlchemy expressions are
+# immutable once built, so threads can share them.
+
+_ALIAS_POOL: dict[tuple[str, int], Any] = {}
+_ALIAS_POOL_DEPTH = 32  # aliases per table per statement worth keeping
+_ALIAS_COUNT: ContextVar[dict[str, int] | None] = ContextVar("search_alias_count", default=None)
+
+
+def _alias(table: Any) -> Any:
+    counts = _ALIAS_COUNT.get()
+    if counts is None:
+        return table.alias()
+    n = counts.get(table.name, 0)
+    counts[table.name] = n + 1
+    if n >= _ALIAS_POOL_DEPTH:
+        return table.alias()
+    key = (table.name, n)
+    found = _ALIAS_POOL.get(key)
+    if found is None:
+        found = _ALIAS_POOL.setdefault(key, table.alias())
+    return found
+
+
+@contextmanager
+def _statement() -> Iterator[None]:
+    """Build one statement: its aliases are distinct, and pooled (see _alias)."""
+    token = _ALIAS_COUNT.set({})
+    try:
+        yield
+    finally:
+        _ALIAS_COUNT.reset(token)
 
 
 # --- value predicates ---------------------------------------------------------------
@@ -251,20 +316,94 @@ def value_predicate(t: Any, ptype: str, modifier: str | None, value: Value) -> C
 
 
 # --- nodes --------------------------------------------------------------------------
+#
+# Each node becomes a condition on the resource alias ``res``, in one of two forms
+# (fhir_server.search.plan): the driving node as ``res.pk IN (SELECT res_pk ...)``, a set
+# the database builds first; every other node as a correlated ``EXISTS (... WHERE
+# res_pk = res.pk)``, a seek per candidate through the ``res_pk`` index. ``scope`` is the
+# resource type searched, the ``_type`` list of a system search, or None (any type).
+
+Scope = str | tuple[str, ...] | None
 
 
-def node_condition(node: Node, rtype: str | None, res: Any) -> Condition:
-    """A condition on the resource alias ``res`` (of type ``rtype``) for one node."""
+def _scoped(column: Any, scope: Scope) -> list[Condition]:
+    if scope is None:
+        return []
+    if isinstance(scope, str):
+        return [column == scope]
+    return [column.in_(scope)]
+
+
+def _index_rows(table: Any, param: str, scope: Scope, probe: bool = False) -> list[Condition]:
+    """The rows of one parameter (of the types in scope). ``probe``: the rows are reached
+    another way -- through ``res_pk`` for a test of one candidate, or from a driving set
+    -- so the (rtype, param) prefix of the value indexes must not be used (unindexed)."""
+    if probe:
+        return [unindexed(table.c.param) == param, *_scoped(unindexed(table.c.rtype), scope)]
+    return [table.c.param == param, *_scoped(table.c.rtype, scope)]
+
+
+class unindexed(FunctionElement[str]):  # noqa: N801 - reads as a SQL function
+    """A column as an operand no index can serve: ``+col`` on SQLite (its documented way
+    to keep a term from an index), ``(col || '')`` on PostgreSQL.
+
+    Without statistics SQLite takes the index with the most equality terms, and for a
+    test through ``res_pk`` that is the wrong one: ``(rtype, param)`` of a value index,
+    which reads every date of every Observation for each candidate (44 s for the app
+    query on the benchmark before ANALYZE, 1 ms after; the server never runs ANALYZE).
+    PostgreSQL misjudges the same prefixes (correlated columns). With the prefix out of
+    reach, both seek ``res_pk`` whatever their statistics say."""
+
+    name = "unindexed"
+    inherit_cache = True
+    type = String()
+
+
+@compiles(unindexed)
+def _unindexed(element: unindexed, compiler: Any, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)} || '')"
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_sqlite(element: unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + compiler.process(element.clauses, **kw)
+
+
+def _member(res: Any, pk_column: Any, sub: Select[Any], drive: bool) -> Condition:
+    """``res`` is one of the resources ``sub`` (a SELECT of ``pk_column``) finds."""
+    if drive:
+        return res.c.pk.in_(sub.with_only_columns(pk_column))
+    return _test(sub.with_only_columns(literal(1)).where(pk_column == res.c.pk))
+
+
+def _test(sub: Select[Any]) -> Condition:
+    """``EXISTS (sub)`` evaluated per candidate row, on both databases.
+
+    ``OFFSET 0`` is PostgreSQL's optimisation fence: it keeps the planner from pulling the
+    subquery up into a semi-join and driving the query from it (simplify_EXISTS_query).
+    It would, with estimates that are wrong for index tables -- (rtype, param, code) are
+    correlated, so ``Patient.gender=female`` (3,000 rows) was estimated at 1, and a
+    chain on it drove from 600,000 Observations: 5 s instead of ~40 ms. The rewrite step
+    (fhir_server.search.plan) has chosen the driver; PostgreSQL then plans as SQLite does.
+    """
+    return exists(sub.offset(0))
+
+
+def node_condition(node: Node, scope: Scope, res: Any, drive: bool = False) -> Condition:
+    """A condition on the resource alias ``res`` for one node; ``drive``: as the set the
+    query starts from (``IN``), else as a test per row (``EXISTS``)."""
     if isinstance(node, Criterion):
-        return _criterion(node, rtype, res)
+        return _criterion(node, scope, res, drive)
     if isinstance(node, Chain):
-        return _chain(node, rtype, res)
+        return _chain(node, scope, res, drive)
     if isinstance(node, Has):
-        return _has(node, rtype, res)
+        return _has(node, scope, res, drive)
+    if isinstance(node, InCompartment):
+        return _in_compartment(node, res, drive)
     raise TypeError(node)  # pragma: no cover
 
 
-def _criterion(node: Criterion, rtype: str | None, res: Any) -> Condition:
+def _criterion(node: Criterion, scope: Scope, res: Any, drive: bool) -> Condition:
     param, modifier = node.param, node.modifier
     code = param.code
     # _id and _lastUpdated live on the resource row itself (search.html#all).
@@ -279,9 +418,24 @@ def _criterion(node: Criterion, rtype: str | None, res: Any) -> Condition:
             return false() if node.missing else true()
         col = res.c.last_updated
         return or_(*(date_predicate(col, col, v) for v in node.values if isinstance(v, DateValue)))
-    if param.type == "composite":
-        return _composite(node, rtype, res)
+    # :missing=true and :not are negations: tests, never the driving set (plan.drives).
+    # :not -- "the resource does not have a matching token", including resources without
+    # the element (search.html#token).
+    negated = node.missing is True or (node.missing is None and modifier == "not")
+    as_set = drive and not negated
+    pk_column, rows = criterion_rows(node, scope, probe=not as_set)
+    matched = _member(res, pk_column, rows, as_set)
+    return not_(matched) if negated else matched
 
+
+def criterion_rows(node: Criterion, scope: Scope, probe: bool = False) -> tuple[Any, Select[Any]]:
+    """``SELECT res_pk`` of the index rows that satisfy ``node`` (its values, or for
+    ``:missing`` any value at all), and that res_pk column; ``:not`` is the caller's.
+    ``probe``: for a test through ``res_pk`` (see _index_rows)."""
+    param, modifier = node.param, node.modifier
+    code = param.code
+    if param.type == "composite":
+        return _composite_rows(node, scope, probe)
     if param.type == "reference" and modifier == "identifier":
         table, row_param = sp_token, code + ":identifier"
     elif modifier == "of-type":
@@ -291,21 +445,31 @@ def _criterion(node: Criterion, rtype: str | None, res: Any) -> Condition:
         if table_name is None:
             raise bad_request(f"Search parameter {code!r} is not supported", code="not-supported")
         table, row_param = INDEX_TABLES[table_name], code
-
-    t = table.alias()
-    rows = _index_rows(t, row_param, rtype)
+    t = _alias(table)
+    # system|code tokens: (rtype, param, code, system, res_pk) reaches the one row itself.
+    rows = _index_rows(t, row_param, scope, probe and not _exact_tokens(node, table))
     if node.missing is not None:
-        present = res.c.pk.in_(select(t.c.res_pk).where(*rows))
-        return not_(present) if node.missing else present
+        return t.c.res_pk, select(t.c.res_pk).where(*rows)
     ptype = "token" if modifier == "identifier" else param.type
     matches = or_(*(value_predicate(t, ptype, modifier, v) for v in node.values))
-    matched = res.c.pk.in_(select(t.c.res_pk).where(*rows, matches))
-    # :not -- "the resource does not have a matching token", including resources
-    # without the element (search.html#token).
-    return not_(matched) if modifier == "not" else matched
+    return t.c.res_pk, select(t.c.res_pk).where(*rows, matches)
 
 
-def _composite(node: Criterion, rtype: str | None, res: Any) -> Condition:
+def _exact_tokens(node: Criterion, table: Any) -> bool:
+    """Whether every value is a system|code token (the value index ends in res_pk)."""
+    return (
+        table is sp_token
+        and node.missing is None
+        and node.modifier in (None, "not", "identifier")
+        and bool(node.values)
+        and all(
+            isinstance(v, TokenValue) and v.system is not None and v.code is not None
+            for v in node.values
+        )
+    )
+
+
+def _composite_rows(node: Criterion, scope: Scope, probe: bool = False) -> tuple[Any, Select[Any]]:
     """search.html#composite: all component values from the same element (same grp)."""
     param = node.param
     tables: list[Any] = []
@@ -313,7 +477,7 @@ def _composite(node: Criterion, rtype: str | None, res: Any) -> Condition:
         table_name = TABLE_OF_TYPE.get(component.type or "")
         if table_name is None:
             raise bad_request(f"Composite {param.code!r} is not supported", code="not-supported")
-        tables.append((INDEX_TABLES[table_name].alias(), f"{param.code}#{n}", component.type))
+        tables.append((_alias(INDEX_TABLES[table_name]), f"{param.code}#{n}", component.type))
     first, first_param, _ = tables[0]
     stmt = select(first.c.res_pk)
     for t, row_param, _ in tables[1:]:
@@ -322,13 +486,12 @@ def _composite(node: Criterion, rtype: str | None, res: Any) -> Condition:
             and_(
                 t.c.res_pk == first.c.res_pk,
                 t.c.grp == first.c.grp,
-                *_index_rows(t, row_param, rtype),
+                *_index_rows(t, row_param, scope, probe=True),
             ),
         )
-    conditions = _index_rows(first, first_param, rtype)
+    conditions = _index_rows(first, first_param, scope, probe)
     if node.missing is not None:
-        present = res.c.pk.in_(stmt.where(*conditions))
-        return not_(present) if node.missing else present
+        return first.c.res_pk, stmt.where(*conditions)
     alternatives: list[Condition] = []
     for value in node.values:
         assert isinstance(value, CompositeValue)
@@ -340,16 +503,24 @@ def _composite(node: Criterion, rtype: str | None, res: Any) -> Condition:
                 )
             )
         )
-    return res.c.pk.in_(stmt.where(*conditions, or_(*alternatives)))
+    return first.c.res_pk, stmt.where(*conditions, or_(*alternatives))
 
 
-def _chain(node: Chain, rtype: str | None, res: Any) -> Condition:
+def _inner(node: Node, scope: Scope, res: Any, drive: bool) -> Condition:
+    """The condition a chain's target or a ``_has`` source must meet. When the chain (or
+    ``_has``) drives the query, so does its inner node: the few targets that match, then
+    the references to them. When it is a test of one candidate, the inner node is a test
+    of the one target (or source) that candidate's reference names."""
+    return node_condition(node, scope, res, drive=drive and drives(node))
+
+
+def _chain(node: Chain, scope: Scope, res: Any, drive: bool) -> Condition:
     """search.html#chaining: some relative reference of ``param`` points at a current
     resource of a target type that satisfies the inner node."""
     alternatives: list[Condition] = []
     for target_type, inner in node.targets:
-        ref = sp_reference.alias()
-        target = resource.alias()
+        ref = _alias(sp_reference)
+        target = _alias(resource)
         sub = (
             select(ref.c.res_pk)
             .join(
@@ -357,21 +528,19 @@ def _chain(node: Chain, rtype: str | None, res: Any) -> Condition:
                 and_(target.c.rtype == ref.c.target_type, target.c.id == ref.c.target_id),
             )
             .where(
-                *_index_rows(ref, node.param.code, rtype),
-                ref.c.url.is_(None),
-                ref.c.target_type == target_type,
+                *_chain_rows(ref, node.param.code, scope, target_type, drive, drives(inner)),
                 target.c.deleted == false(),
-                node_condition(inner, target_type, target),
+                _inner(inner, target_type, target, drive),
             )
         )
-        alternatives.append(res.c.pk.in_(sub))
+        alternatives.append(_member(res, ref.c.res_pk, sub, drive))
         if not _holds_canonicals(node.param):
             continue
         # Canonical references resolve through the target's `url` element
         # (references.html#canonical); the |version is not used to pick one.
-        ref_c = sp_reference.alias()
-        uri = sp_uri.alias()
-        target_c = resource.alias()
+        ref_c = _alias(sp_reference)
+        uri = _alias(sp_uri)
+        target_c = _alias(resource)
         canonical = (
             select(ref_c.c.res_pk)
             .join(
@@ -380,14 +549,37 @@ def _chain(node: Chain, rtype: str | None, res: Any) -> Condition:
             )
             .join(target_c, target_c.c.pk == uri.c.res_pk)
             .where(
-                *_index_rows(ref_c, node.param.code, rtype),
+                *_index_rows(ref_c, node.param.code, scope, probe=not drive),
                 ref_c.c.url.is_not(None),
                 target_c.c.deleted == false(),
-                node_condition(inner, target_type, target_c),
+                _inner(inner, target_type, target_c, drive),
             )
         )
-        alternatives.append(res.c.pk.in_(canonical))
+        alternatives.append(_member(res, ref_c.c.res_pk, canonical, drive))
     return or_(*alternatives)
+
+
+def _chain_rows(
+    ref: Any, code: str, scope: Scope, target_type: str, drive: bool, inner_drives: bool
+) -> list[Condition]:
+    """The reference rows of a chain, reachable the way the plan needs them: as a test,
+    through ``res_pk`` (see _index_rows); driving from the targets the inner node found,
+    through (target_type, target_id, param) -- so not through (rtype, param, url), the
+    prefix SQLite took without statistics, every ``subject`` reference in turn (0.7 s)."""
+    if not drive:
+        return [
+            *_index_rows(ref, code, scope, probe=True),
+            ref.c.url.is_(None),
+            unindexed(ref.c.target_type) == target_type,
+        ]
+    if inner_drives:
+        return [
+            ref.c.param == code,
+            *_scoped(unindexed(ref.c.rtype), scope),
+            unindexed(ref.c.url).is_(None),
+            ref.c.target_type == target_type,
+        ]
+    return [*_index_rows(ref, code, scope), ref.c.url.is_(None), ref.c.target_type == target_type]
 
 
 def _holds_canonicals(param: Any) -> bool:
@@ -397,38 +589,101 @@ def _holds_canonicals(param: Any) -> bool:
     return any(p.type in ("canonical", "uri") for p in param.paths)
 
 
-def _has(node: Has, rtype: str | None, res: Any) -> Condition:
+def _has(node: Has, scope: Scope, res: Any, drive: bool) -> Condition:
     """search.html#has: a current ``node.rtype`` resource refers here through
-    ``node.param`` and satisfies the inner node."""
-    ref = sp_reference.alias()
-    source = resource.alias()
+    ``node.param`` and satisfies the inner node.
+
+    When the index tables answer the inner node, the referring resources are never read:
+    their reference rows exist only while they are current (see index_driven), which on
+    the benchmark saves a random read of the resource table per referring Observation."""
+    ref = _alias(sp_reference)
+    # Driving: the sources the inner node finds, then their reference rows by res_pk.
+    # A test: the reference rows that point at this candidate, by (type, id).
+    by_source = drive and drives(node.inner)
     conditions = [
-        ref.c.param == node.param.code,
-        ref.c.rtype == node.rtype,
+        *_index_rows(ref, node.param.code, node.rtype, probe=by_source),
         ref.c.url.is_(None),
-        source.c.deleted == false(),
-        node_condition(node.inner, node.rtype, source),
+        *_scoped(unindexed(ref.c.target_type) if by_source else ref.c.target_type, scope),
     ]
-    if rtype is not None:
-        conditions.append(ref.c.target_type == rtype)
-    sub = select(ref.c.target_id).join(source, source.c.pk == ref.c.res_pk).where(*conditions)
-    return res.c.id.in_(sub)
+    if _index_only(node.inner):
+        conditions.append(_inner(node.inner, node.rtype, _PkOf(ref.c.res_pk), drive))
+        sub = select(ref.c.target_id).where(*conditions)
+    else:
+        source = _alias(resource)
+        conditions += [source.c.deleted == false(), _inner(node.inner, node.rtype, source, drive)]
+        sub = select(ref.c.target_id).join(source, source.c.pk == ref.c.res_pk).where(*conditions)
+    if drive:
+        return res.c.id.in_(sub)
+    return _test(
+        sub.with_only_columns(literal(1)).where(
+            ref.c.target_id == res.c.id, ref.c.target_type == res.c.rtype
+        )
+    )
+
+
+def _in_compartment(node: InCompartment, res: Any, drive: bool) -> Condition:
+    """compartmentdefinition.html: a listed parameter of the resource's type refers to the
+    owner -- found through the reverse reference index, (target_type, target_id, param) --
+    or, where the definition says ``{def}``, the resource is the owner itself."""
+    ref = _alias(sp_reference)
+    by_params: dict[tuple[str, ...], list[str]] = {}
+    for rtype, params, _ in node.members:
+        if params:
+            by_params.setdefault(params, []).append(rtype)
+    referring = or_(
+        *(
+            and_(
+                ref.c.param.in_(params),
+                ref.c.rtype == types[0] if len(types) == 1 else ref.c.rtype.in_(types),
+            )
+            for params, types in by_params.items()
+        )
+    )
+    alternatives: list[Condition] = []
+    if by_params:
+        sub = select(ref.c.res_pk).where(
+            ref.c.target_type == node.compartment,
+            ref.c.target_id == node.id,
+            ref.c.url.is_(None),
+            referring,
+        )
+        alternatives.append(_member(res, ref.c.res_pk, sub, drive))
+    if any(itself for _, _, itself in node.members):
+        alternatives.append(and_(res.c.rtype == node.compartment, res.c.id == node.id))
+    return or_(*alternatives) if alternatives else false()
+
+
+def query_scope(query: SearchQuery) -> Scope:
+    return query.rtype if query.rtype is not None else (query.types or None)
 
 
 def criteria_conditions(query: SearchQuery, res: Any = resource) -> list[Condition]:
-    """Every condition of the query on the resource table (or an alias of it)."""
+    """Every condition of the query on the resource table (or an alias of it): the
+    driving criterion first, as a set; the others as tests (fhir_server.search.plan)."""
     conditions: list[Condition] = [res.c.deleted == false()]
-    if query.rtype is not None:
-        conditions.append(res.c.rtype == query.rtype)
-    elif query.types:
-        conditions.append(res.c.rtype.in_(query.types))
-    conditions.extend(node_condition(node, query.rtype, res) for node in query.criteria)
+    scope = query_scope(query)
+    ordered = driving_order(query.criteria)
+    by_pk = bool(ordered) and drives(ordered[0]) and _drives_by_pk(ordered[0])
+    # With a driving set of pks, the type is checked on the rows it names; without one,
+    # the (rtype, last_updated, pk) index is where the scan starts.
+    conditions.extend(_scoped(unindexed(res.c.rtype) if by_pk else res.c.rtype, scope))
+    for n, node in enumerate(ordered):
+        conditions.append(node_condition(node, scope, res, drive=n == 0 and drives(node)))
     return conditions
+
+
+def _drives_by_pk(node: Node) -> bool:
+    """Whether ``node`` as driver is ``res.pk IN (...)`` (not ``_id``/``_has``, which
+    name the resource by (type, id), nor ``_lastUpdated``, a column of its own)."""
+    if isinstance(node, Criterion):
+        return node.param.code not in RESOURCE_COLUMNS
+    return not isinstance(node, Has)
 
 
 def match_pks(query: SearchQuery) -> Select[Any]:
     """``SELECT resource.pk`` of the current resources matching ``query``."""
-    return select(resource.c.pk).where(*criteria_conditions(query))
+    with _statement():
+        return select(resource.c.pk).where(*criteria_conditions(query))
 
 
 # --- sorting and keyset paging (search.html#sort, http.html#paging) ------------------
@@ -469,13 +724,14 @@ def sort_keys(query: SearchQuery) -> tuple[Any, list[tuple[Any, bool, bool]]]:
         elif key.code == "_lastUpdated":
             out.append((resource.c.last_updated, key.descending, False))
         elif key.param is not None and key.param.table is not None:
-            table = INDEX_TABLES[key.param.table].alias()
+            table = _alias(INDEX_TABLES[key.param.table])
             asc_col, desc_col = _SORT_COLUMNS[key.param.table]
             column = table.c[desc_col if key.descending else asc_col]
             aggregate = func.max(column) if key.descending else func.min(column)
-            conditions = [table.c.param == key.param.code]
-            if query.rtype is not None:
-                conditions.append(table.c.rtype == query.rtype)
+            # a correlated lookup through res_pk, or a grouped scan of the whole parameter
+            conditions = _index_rows(
+                table, key.param.code, query_scope(query), probe=bool(query.criteria)
+            )
             if query.criteria:
                 correlated = (
                     select(aggregate)
@@ -499,9 +755,11 @@ def _order(column: Any, descending: bool, nulls_last: bool, nullable: bool) -> l
     ordered = column.desc() if descending else column.asc()
     if not nullable:
         return [ordered]
-    # `x IS NULL` orders false before true on both databases: a portable NULLS LAST.
-    is_null = column.is_(None)
-    return [is_null.asc() if nulls_last else is_null.desc(), ordered]
+    # NULLS FIRST/LAST (PostgreSQL; SQLite since 3.30): the two databases put NULLs at
+    # opposite ends by default. As the very expression of the select list, SQLite reuses
+    # the sort key it computed instead of running its subquery again (an `x IS NULL`
+    # term did, a third of the app query's index probes).
+    return [ordered.nulls_last() if nulls_last else ordered.nulls_first()]
 
 
 def _beyond(
@@ -563,6 +821,8 @@ class SearchResult:
     previous_cursor: str | None = None
     total: int | None = None
     warnings: list[Issue] = field(default_factory=list)
+    # _explain: (what, SQL, plan) for each statement the page needed
+    explained: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _fingerprint(query: SearchQuery) -> str:
@@ -575,7 +835,7 @@ def _fingerprint(query: SearchQuery) -> str:
         if k.split(":", 1)[0]
         not in ("_count", "_include", "_revinclude", "_total", "_summary", "_elements")
     )
-    digest = hashlib.sha256(orjson.dumps([query.rtype, kept])).digest()
+    digest = hashlib.sha256(orjson.dumps([query.rtype, query.compartment, kept])).digest()
     return base64.urlsafe_b64encode(digest[:12]).decode()
 
 
@@ -619,10 +879,125 @@ def _fetch(conn: Connection, pks: Sequence[int]) -> dict[int, FoundResource]:
     }
 
 
+def index_driven(query: SearchQuery) -> tuple[Any, Select[Any]] | None:
+    """The matches read from the index tables alone, when the query allows it: the driving
+    criterion's index rows, each tested against the other criteria through its res_pk, as
+    (res_pk column, ``SELECT ... WHERE ...`` with no columns chosen yet).
+
+    Sound because index rows exist only for current, not deleted resources (the repository
+    deletes them with each new version) and carry the resource type. Needs every criterion
+    to be answered by index tables (no ``_id``, ``_lastUpdated``, ``_has`` or ``{def}``).
+    With one equality token as driver the rows come in res_pk order straight from the
+    index, so a page is a bounded index range and a count reads one range: on a million
+    Observations sharing a code, 0.1 ms and ~0.2 s (the ``pk IN (...)`` form builds the
+    million-row set first: ~0.8 s for the page).
+    """
+    ordered = driving_order(query.criteria)
+    first = ordered[0] if ordered else None
+    if not (
+        isinstance(first, Criterion) and drives(first) and all(_index_only(n) for n in ordered)
+    ):
+        return None
+    scope = query_scope(query)
+    pk_column, rows = criterion_rows(first, scope)
+    candidate = _PkOf(pk_column)
+    tests = [node_condition(node, scope, candidate) for node in ordered[1:]]
+    return pk_column, rows.where(*tests)
+
+
+class _PkOf:
+    """Stands for the resource table where a node only needs ``res.c.pk`` (index_driven)."""
+
+    def __init__(self, pk_column: Any) -> None:
+        self.c = SimpleNamespace(pk=pk_column)
+
+
+def count_statement(query: SearchQuery) -> Select[Any]:
+    """``SELECT count(*)`` of the matches (``_total``, ``_summary=count``): the distinct
+    res_pk of the index rows when the index tables answer the query (index_driven)."""
+    with _statement():
+        driven = index_driven(query)
+        if driven is not None:
+            pk_column, rows = driven
+            candidates = rows.with_only_columns(pk_column.label("pk")).distinct().subquery()
+            return select(func.count()).select_from(candidates)
+        return select(func.count()).select_from(
+            select(resource.c.pk).where(*criteria_conditions(query)).subquery()
+        )
+
+
+# Parameters answered from columns of the resource table (search.html#all).
+RESOURCE_COLUMNS = frozenset({"_id", "_lastUpdated"})
+
+
+def _index_only(node: Node) -> bool:
+    """Whether ``node`` is answered from index tables alone (no resource-table column)."""
+    if isinstance(node, Criterion):
+        return node.param.code not in RESOURCE_COLUMNS
+    if isinstance(node, Chain):
+        return True
+    if isinstance(node, InCompartment):
+        return not any(itself for _, _, itself in node.members)
+    return False  # _has compares the resource's own type and id
+
+
+def page_statement(
+    query: SearchQuery, position: PagePosition | None, count: int
+) -> tuple[Select[Any], int]:
+    """The statement for one page -- ``count + 1`` rows after (or before) ``position`` in
+    sort order, each with its pk and sort-key values ``k0``... -- and the number of keys."""
+    forward = position is None or position.forward
+    with _statement():
+        source, keys = sort_keys(query)
+        if position is not None and len(position.keys) != len(keys):
+            raise bad_request("The paging cursor belongs to another search")
+        driven = index_driven(query) if not keys else None
+        if driven is not None:
+            # In res_pk order straight from the driving index: one flat statement, so the
+            # database stops after count + 1 rows (a subquery would be read in full first).
+            pk_column, found_rows = driven
+            stmt = found_rows.with_only_columns(pk_column.label("pk")).distinct()
+            if position is not None:
+                stmt = stmt.where(pk_column > position.pk if forward else pk_column < position.pk)
+            order: list[Any] = [pk_column.asc() if forward else pk_column.desc()]
+            return stmt.order_by(*order).limit(count + 1), 0
+        labelled = [expr.label(f"k{i}") for i, (expr, _, _) in enumerate(keys)]
+        inner = (
+            select(resource.c.pk, *labelled)
+            .select_from(source)
+            .where(*criteria_conditions(query))
+            .subquery()
+        )
+    inner_keys = [(inner.c[f"k{i}"], desc, nullable) for i, (_, desc, nullable) in enumerate(keys)]
+    stmt = select(inner)
+    if position is not None:
+        stmt = stmt.where(_beyond(inner_keys, position.keys, inner.c.pk, position.pk, forward))
+    order = []
+    for column, descending, nullable in inner_keys:
+        order.extend(_order(column, descending if forward else not descending, forward, nullable))
+    order.append(inner.c.pk.asc() if forward else inner.c.pk.desc())
+    return stmt.order_by(*order).limit(count + 1), len(keys)
+
+
 def count_matches(conn: Connection, query: SearchQuery) -> int:
     """The number of matches (``_total=accurate``, ``_summary=count``)."""
-    sub = match_pks(query).subquery()
-    return int(conn.execute(select(func.count()).select_from(sub)).scalar_one())
+    return int(conn.execute(count_statement(query)).scalar_one())
+
+
+_CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+def custom_plans(conn: Connection) -> None:
+    """PostgreSQL: plan this transaction's statements for their actual values.
+
+    psycopg prepares a statement on the server once it has run five times, and PostgreSQL
+    then switches to a generic plan made without the values when that looks no dearer on
+    average. For search it is far dearer: the generic plan for the app's query drives from
+    the step-count code (a million rows) instead of the patient, and took 15-35 s instead
+    of 4 ms from the sixth run on (plan-cache skew, fhir-server-anchors.md 3.3).
+    ``SET LOCAL`` ends with the transaction, so other rooms' statements keep their plans."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_CUSTOM_PLANS)
 
 
 def execute_search(
@@ -639,6 +1014,7 @@ def execute_search(
     ``secret`` signs and checks the paging cursors.
     """
     del base_url  # links are the Bundle's business; kept in the signature for callers
+    custom_plans(conn)
     count = DEFAULT_COUNT if query.count is None else query.count
     warnings: list[Issue] = []
     if count > MAX_COUNT:
@@ -653,39 +1029,24 @@ def execute_search(
     fingerprint = _fingerprint(query)
     position = _decode_position(page_cursor, fingerprint, secret) if page_cursor else None
 
-    source, keys = sort_keys(query)
-    labelled = [expr.label(f"k{i}") for i, (expr, _, _) in enumerate(keys)]
-    inner = (
-        select(resource.c.pk, *labelled)
-        .select_from(source)
-        .where(*criteria_conditions(query))
-        .subquery()
-    )
-    inner_keys = [(inner.c[f"k{i}"], desc, nullable) for i, (_, desc, nullable) in enumerate(keys)]
     forward = position is None or position.forward
-    stmt = select(inner)
-    if position is not None:
-        if len(position.keys) != len(keys):
-            raise bad_request("The paging cursor belongs to another search")
-        stmt = stmt.where(_beyond(inner_keys, position.keys, inner.c.pk, position.pk, forward))
-    order: list[Any] = []
-    for column, descending, nullable in inner_keys:
-        order.extend(_order(column, descending if forward else not descending, forward, nullable))
-    order.append(inner.c.pk.asc() if forward else inner.c.pk.desc())
-
+    page, key_count = page_statement(query, position, count)
     rows: list[Any] = []
+    explained: list[tuple[str, str, str]] = []
+    if query.explain:
+        explained.append(("page", *explain(conn, page, analyze=query.explain == "analyze")))
     if count > 0 and query.summary != "count":
-        rows = list(conn.execute(stmt.order_by(*order).limit(count + 1)))
+        rows = list(conn.execute(page))
     more = len(rows) > count
     rows = rows[:count]
     if not forward:
         rows.reverse()
 
     def edge(row: Any, ahead: bool) -> str:
-        values = tuple(row._mapping[f"k{i}"] for i in range(len(keys)))
+        values = tuple(row._mapping[f"k{i}"] for i in range(key_count))
         return _encode_position(PagePosition(values, row.pk, ahead), fingerprint, secret)
 
-    result = SearchResult(matches=[], warnings=warnings)
+    result = SearchResult(matches=[], warnings=warnings, explained=explained)
     if rows:
         if (forward and more) or (not forward and position is not None):
             result.next_cursor = edge(rows[-1], True)
@@ -697,6 +1058,9 @@ def execute_search(
 
     if query.total == "accurate" or query.total == "estimate" or query.summary == "count":
         result.total = count_matches(conn, query)
+        if query.explain:
+            analyze = query.explain == "analyze"
+            explained.append(("total", *explain(conn, count_statement(query), analyze=analyze)))
     elif position is None and not more and count > 0:
         # The whole result is on this one page: the total costs nothing.
         result.total = len(result.matches)
@@ -711,16 +1075,17 @@ def execute_search(
 
 def _forward_targets(conn: Connection, source_pks: Sequence[int], inc: Include) -> set[int]:
     """pks of the current resources the sources refer to through ``inc``."""
-    ref = sp_reference.alias()
-    target = resource.alias()
+    ref = _alias(sp_reference)
+    target = _alias(resource)
     conditions: list[Condition] = [
         ref.c.res_pk.in_(list(source_pks)),
         target.c.deleted == false(),
     ]
+    # the page's own rows by res_pk: no (rtype, param) prefix (see _index_rows)
     if inc.source != "*":
-        conditions.append(ref.c.rtype == inc.source)
+        conditions.append(unindexed(ref.c.rtype) == inc.source)
     if inc.param is not None:
-        conditions.append(ref.c.param == inc.param.code)
+        conditions.append(unindexed(ref.c.param) == inc.param.code)
     if inc.target is not None:
         conditions.append(target.c.rtype == inc.target)
     literal_refs = (
@@ -737,7 +1102,7 @@ def _forward_targets(conn: Connection, source_pks: Sequence[int], inc: Include) 
         .where(*conditions)
     )
     # Canonical references resolve through the target's `url` (references.html#canonical).
-    uri = sp_uri.alias()
+    uri = _alias(sp_uri)
     canonical_refs = (
         select(target.c.pk)
         .select_from(ref)
@@ -752,8 +1117,8 @@ def _forward_targets(conn: Connection, source_pks: Sequence[int], inc: Include) 
 
 def _reverse_sources(conn: Connection, targets: Sequence[FoundResource], inc: Include) -> set[int]:
     """pks of the current resources that refer to the targets through ``inc``."""
-    ref = sp_reference.alias()
-    source = resource.alias()
+    ref = _alias(sp_reference)
+    source = _alias(resource)
     by_type: dict[str, list[str]] = {}
     for t in targets:
         if inc.target is None or inc.target == t.rtype:
@@ -813,3 +1178,141 @@ def _includes(
         included.update(frontier)
         seen |= new
     return [included[pk] for pk in sorted(included)]
+
+
+# --- _explain (a debug parameter; the server decides who may use it) ------------------
+
+
+class _Explain(Executable, ClauseElement):
+    """``EXPLAIN QUERY PLAN <select>`` on SQLite, ``EXPLAIN [(ANALYZE, BUFFERS)] <select>``
+    on PostgreSQL, with the statement's own bound parameters."""
+
+    inherit_cache = False
+
+    def __init__(self, statement: Select[Any], analyze: bool) -> None:
+        self.statement = statement
+        self.analyze = analyze
+
+
+@compiles(_Explain)
+def _compile_explain(element: _Explain, compiler: Any, **kw: Any) -> str:
+    if compiler.dialect.name == "sqlite":
+        prefix = "EXPLAIN QUERY PLAN "
+    elif element.analyze:
+        prefix = "EXPLAIN (ANALYZE, BUFFERS) "
+    else:
+        prefix = "EXPLAIN "
+    return prefix + compiler.process(element.statement, **kw)
+
+
+def explain(conn: Connection, statement: Select[Any], *, analyze: bool = False) -> tuple[str, str]:
+    """The SQL of ``statement`` (bound values inlined for reading) and the database's plan."""
+    try:
+        sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+    except (CompileError, NotImplementedError):
+        sql = str(statement.compile(conn))
+    rows = conn.execute(_Explain(statement, analyze)).all()
+    if conn.dialect.name == "sqlite":
+        # (id, parent, notused, detail): indent each step under its parent.
+        depth: dict[int, int] = {0: 0}
+        lines = []
+        for row in rows:
+            depth[row[0]] = depth.get(row[1], 0) + 1
+            lines.append("  " * (depth[row[0]] - 1) + str(row[3]))
+        return sql, "\n".join(lines)
+    return sql, "\n".join(str(row[0]) for row in rows)
+
+
+# --- custom search parameters and $reindex ------------------------------------------------
+
+# A digest of the stored SearchParameter resources that changes with every write to one:
+# a create adds a row, an update or delete raises a version. One range of the
+# (rtype, last_updated, pk) index and the few rows it names.
+_SEARCH_PARAMETER_STAMP = select(
+    func.count(), func.coalesce(func.sum(resource.c.version), 0)
+).where(resource.c.rtype == "SearchParameter")
+_SEARCH_PARAMETER_BODIES = select(resource.c.body).where(
+    resource.c.rtype == "SearchParameter", resource.c.deleted == false()
+)
+_LIVE: dict[str, LiveRegistry] = {}
+_LIVE_LOCK = threading.Lock()
+# One check per connection checkout (a request's read, or one write transaction).
+_CHECKED: weakref.WeakKeyDictionary[Connection, Registry] = weakref.WeakKeyDictionary()
+
+
+def live_registry(conn: Connection) -> Registry:
+    """The registry in force on the database behind ``conn``: the R4 core parameters plus
+    the active SearchParameter resources stored there (fhir_server.search.custom).
+
+    Every server process asks once per request or write transaction; the answer is
+    rebuilt only when the stored SearchParameters changed, so a parameter written through
+    one process is used by all of them from their next request on."""
+    known = _CHECKED.get(conn)
+    if known is not None:
+        return known
+    key = conn.engine.url.render_as_string(hide_password=False)
+    live = _LIVE.get(key)
+    if live is None:
+        with _LIVE_LOCK:
+            live = _LIVE.setdefault(key, LiveRegistry())
+    count, versions = conn.execute(_SEARCH_PARAMETER_STAMP).one()
+    reg = live.current(
+        (int(count), int(versions)),
+        lambda: [orjson.loads(body) for body in conn.execute(_SEARCH_PARAMETER_BODIES).scalars()],
+    )
+    _CHECKED[conn] = reg
+    return reg
+
+
+@dataclass(frozen=True, slots=True)
+class ReindexBatch:
+    resources: int
+    index_rows: int
+    last_pk: int | None  # where the next batch starts (keyset), None when done
+
+
+def reindex_batch(
+    conn: Connection, reg: Registry, *, rtype: str | None, after_pk: int, limit: int
+) -> ReindexBatch:
+    """Re-extract the index rows of the next ``limit`` current resources after ``after_pk``
+    (keyset on pk, never OFFSET), inside the caller's write transaction.
+
+    PostgreSQL: the rows are locked (``FOR UPDATE``), so a concurrent update of one of them
+    waits for this batch, then writes its own rows over ours; SQLite's write transaction
+    holds the database lock already."""
+    stmt = (
+        select(resource.c.pk, resource.c.rtype, resource.c.body)
+        .where(
+            resource.c.pk > after_pk,
+            resource.c.deleted == false(),
+            *_scoped(resource.c.rtype, rtype),
+        )
+        .order_by(resource.c.pk)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    found = conn.execute(stmt).all()
+    if not found:
+        return ReindexBatch(0, 0, None)
+    pks = [row.pk for row in found]
+    fresh: dict[str, list[dict[str, Any]]] = {name: [] for name in INDEX_TABLES}
+    for row in found:
+        for name, rows in extract_index_rows(orjson.loads(row.body), reg).items():
+            template = _INDEX_TEMPLATES[name]
+            fresh[name].extend(
+                {**template, **r, "res_pk": row.pk, "rtype": row.rtype} for r in rows
+            )
+    written = 0
+    for name, table in INDEX_TABLES.items():
+        conn.execute(delete(table).where(table.c.res_pk.in_(pks)))
+        if fresh[name]:
+            conn.execute(insert(table), fresh[name])
+            written += len(fresh[name])
+    return ReindexBatch(len(found), written, pks[-1] if len(found) == limit else None)
+
+
+# Every row of one executemany must name the same columns: absent values become NULL.
+_INDEX_TEMPLATES = {
+    name: {c.name: None for c in table.columns} for name, table in INDEX_TABLES.items()
+}

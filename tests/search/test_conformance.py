@@ -1,10 +1,9 @@
 """Against the reference data (../shared): the generated registry is up to date, and every
-Synthea resource indexes without error, fast enough."""
+Synthea resource indexes without error."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -40,21 +39,18 @@ def _synthea_resources() -> list[dict[str, Any]]:
     return found
 
 
-def test_synthea_resources_index_and_fast() -> None:
+def test_synthea_resources_index() -> None:
     resources = _synthea_resources()
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in resources:
         by_type[r["resourceType"]].append(r)
     observations = by_type["Observation"]
     assert observations
-    start = time.perf_counter()
     for obs in observations:
         found = extract_index_rows(obs)
         params = {row["param"] for rows in found.values() for row in rows}
         assert {"code", "subject", "status"} <= params
-    per_observation_us = (time.perf_counter() - start) / len(observations) * 1e6
+    # Every resource indexes without error. Its cost is measured in bench/, not asserted
+    # here (house rule: no timing assertions in tests).
     for r in resources:
         extract_index_rows(r)
-    # fhir-server-anchors.md 6.5 budget: well under 200 us for an Observation (measured
-    # ~60 us on the dev VM); the bound is loose so a busy CI machine does not flake.
-    assert per_observation_us < 600, per_observation_us

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from fhir_server.storage.schema import metadata
+from fhir_server.storage.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

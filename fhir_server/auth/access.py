@@ -1,0 +1,456 @@
+"""The one access decision: (token claims, interaction, type, resource or query) -> answer.
+
+Pure code (ARCHITECTURE.md, "Access control"). The answer is one of
+
+- :class:`Allow` -- go ahead;
+- :class:`Deny` -- refuse with ``status``: 403 when no granted scope covers the interaction
+  (SAL-43, RFC 6750 insufficient_scope) or policy forbids it; 404 when the token could see
+  resources of this type but not this one, so nothing leaks about its existence;
+- :class:`Filter` -- a search or history may run, but only over resources matching one of
+  the listed alternatives (FHIR search parameters, all of which must hold). The caller adds
+  them to the query, so a search can never return what a read would refuse.
+
+Rules, each from the SMART App Launch 2.2 scopes page unless marked:
+
+- ``r`` covers read, vread and history; ``s`` search; ``c`` create; ``u`` update and patch;
+  ``d`` delete; write never implies read (SAL-40).
+- query scopes (``patient/Observation.rs?category=survey``) only reach matching resources
+  (SAL-42); on a single resource only token, reference, uri and string parameters can be
+  matched here, any other kind fails closed.
+- ``patient/`` scopes confine to the context patient's compartment (R4 CompartmentDefinition
+  patient). Shared definitional types outside every compartment (Questionnaire, ValueSet,
+  Practitioner ...) may be read and searched; other types outside the compartment may not.
+  [D] Patient itself is confined to the patient's own record (``_id``), and Group is never
+  reachable with patient scopes: both would otherwise reveal other patients.
+- ``user/`` scopes reach a patient's data only while that patient's Consent permits the
+  user (issue 4, SEC-02); the ``consent`` callback answers that. Admins are not confined.
+- ``system/`` scopes are limited by their scope only.
+- AuditEvent is append-only; it is read only with a system scope or by an admin (issue 4).
+- a signed-in patient cannot change identifiers or security labels (issue 4, OWASP API3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fhir_server.auth.claims import ADMIN, PATIENT, Claims
+from fhir_server.auth.compartment import PATIENT_COMPARTMENT
+from fhir_server.auth.scopes import ResourceScope
+from fhir_server.search import extract_index_rows
+from fhir_server.search.text import normalise
+
+# Search parameters that must all hold; () holds for every resource.
+Condition = tuple[tuple[str, str], ...]
+
+# The permission letters each interaction needs (scopes-and-launch-context.html).
+PERMISSIONS: dict[str, str] = {
+    "read": "r",
+    "vread": "r",
+    "history-instance": "r",
+    "history-type": "r",
+    "history-system": "r",
+    "search-type": "s",
+    "search-system": "s",
+    "create": "c",
+    "update": "u",
+    "patch": "u",
+    "delete": "d",
+    # Bulk export reads and searches (Bulk Data 2.0 asks for system/*.read).
+    "export": "rs",
+}
+INSTANCE_INTERACTIONS = frozenset(
+    {"read", "vread", "history-instance", "create", "update", "patch", "delete"}
+)
+TYPE_INTERACTIONS = frozenset({"search-type", "history-type", "export"})
+SYSTEM_INTERACTIONS = frozenset({"search-system", "history-system"})
+WRITES = frozenset({"create", "update", "patch", "delete"})
+
+# Shared, definitional types in no patient's compartment that patient/ scopes may read
+# (a patient app reads its Questionnaires, plan definitions and care providers). [D]
+SHARED_TYPES = frozenset(
+    {
+        "ActivityDefinition",
+        "CapabilityStatement",
+        "CodeSystem",
+        "ConceptMap",
+        "HealthcareService",
+        "Library",
+        "Location",
+        "Medication",
+        "NamingSystem",
+        "OperationDefinition",
+        "Organization",
+        "PlanDefinition",
+        "Practitioner",
+        "PractitionerRole",
+        "Questionnaire",
+        "SearchParameter",
+        "StructureDefinition",
+        "Substance",
+        "ValueSet",
+    }
+)
+# In the R4 patient compartment, but reveal other patients (Group.member, Patient.link).
+PATIENT_SCOPE_EXCLUDED = frozenset({"Group"})
+AUDIT_EVENT = "AuditEvent"
+
+
+@dataclass(frozen=True, slots=True)
+class Allow:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    status: int  # 403 or 404
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Allow only resources matching one alternative of their type; a type without an
+    entry is excluded, and an empty tuple of alternatives matches nothing."""
+
+    by_type: Mapping[str, tuple[Condition, ...]] = field(default_factory=dict)
+
+    def alternatives(self, resource_type: str) -> tuple[Condition, ...]:
+        return self.by_type.get(resource_type, ())
+
+    def admits_nothing(self) -> bool:
+        return not any(self.by_type.values())
+
+
+Decision = Allow | Deny | Filter
+
+
+class Consent(Protocol):
+    """The clinician-consent policy (SEC-02): does an active Consent from the patient
+    permit this user (a ``Practitioner/..`` reference, or its Organization)?"""
+
+    def permits(self, user: str, patient_id: str) -> bool: ...
+
+    def patients(self, user: str) -> Collection[str]: ...
+
+
+class NoConsent:
+    """The policy when no Consent is known: no clinician sees any patient's data."""
+
+    def permits(self, user: str, patient_id: str) -> bool:
+        return False
+
+    def patients(self, user: str) -> Collection[str]:
+        return ()
+
+
+def decide(
+    claims: Claims,
+    interaction: str,
+    resource_type: str | None,
+    resource_or_query: Mapping[str, Any] | Sequence[tuple[str, str]] | None = None,
+    *,
+    previous: Mapping[str, Any] | None = None,
+    consent: Consent | None = None,
+    all_types: Collection[str] = (),
+) -> Decision:
+    """Decide one interaction.
+
+    - instance interactions (read, vread, history-instance, create, update, patch, delete)
+      take the resource (for update and patch: the new content; ``previous`` is the stored
+      one) and answer Allow or Deny;
+    - type interactions (search-type, history-type, export) take the client's query, which
+      is not needed for the decision, and answer Allow, Deny or a Filter for that type;
+    - system interactions (search-system, history-system) answer for every type in
+      ``all_types`` (the types the server serves).
+    """
+    needed = PERMISSIONS.get(interaction)
+    if needed is None:
+        return Deny(403, f"interaction {interaction!r} is not covered by any scope")
+    consent = consent or NoConsent()
+    if interaction in SYSTEM_INTERACTIONS or resource_type is None:
+        return _decide_system(claims, interaction, needed, consent, all_types)
+    policy = _policy(claims, interaction, resource_type, resource_or_query, previous)
+    if policy is not None:
+        return policy
+    scopes = [s for s in claims.scopes.resources if all(s.allows(resource_type, p) for p in needed)]
+    if not scopes:
+        return Deny(403, f"no granted scope allows {interaction} on {resource_type}")
+    if interaction in INSTANCE_INTERACTIONS:
+        resource = resource_or_query if isinstance(resource_or_query, Mapping) else None
+        return _decide_instance(claims, interaction, resource_type, resource, scopes, consent)
+    return _decide_search(claims, resource_type, scopes, consent)
+
+
+# -- rules that hold whatever the scopes say --------------------------------------------------
+
+
+def _policy(
+    claims: Claims,
+    interaction: str,
+    resource_type: str,
+    resource: object,
+    previous: Mapping[str, Any] | None,
+) -> Deny | None:
+    if resource_type == AUDIT_EVENT:
+        if interaction in ("update", "patch", "delete"):
+            return Deny(403, "AuditEvent is append-only")
+        is_system = any(s.context == "system" for s in claims.scopes.resources)
+        if interaction == "create" and not is_system:
+            return Deny(403, "only backend (system) clients record AuditEvents")
+        if not is_system and claims.role != ADMIN:
+            return Deny(403, "AuditEvent is readable only by admins and system clients")
+    if claims.role == PATIENT and interaction in WRITES and isinstance(resource, Mapping):
+        if interaction == "create" and _security_labels(resource):
+            return Deny(403, "patients cannot set security labels")
+        if previous is not None and interaction in ("update", "patch"):
+            if _security_labels(resource) != _security_labels(previous):
+                return Deny(403, "patients cannot change security labels")
+            if resource_type == "Patient" and resource.get("identifier") != previous.get(
+                "identifier"
+            ):
+                return Deny(403, "patients cannot change their identifiers")
+    return None
+
+
+def _security_labels(resource: Mapping[str, Any]) -> list[Any]:
+    meta = resource.get("meta")
+    return list(meta.get("security") or []) if isinstance(meta, Mapping) else []
+
+
+# -- one resource ----------------------------------------------------------------------------
+
+
+def _decide_instance(
+    claims: Claims,
+    interaction: str,
+    resource_type: str,
+    resource: Mapping[str, Any] | None,
+    scopes: list[ResourceScope],
+    consent: Consent,
+) -> Decision:
+    if resource is None:
+        return Deny(403, f"{interaction} on {resource_type} needs the resource to decide")
+    refusals: list[Deny] = []
+    for scope in scopes:
+        if scope.query and not matches_query(resource, scope.query):
+            code = 403 if interaction == "create" else 404
+            refusals.append(Deny(code, f"this {resource_type} is outside the query of {scope}"))
+            continue
+        if scope.context == "system":
+            return Allow(f"granted by {scope}")
+        if scope.context == "user":
+            answer = _user_instance(claims, resource_type, resource, consent)
+        else:
+            answer = _patient_instance(claims, interaction, resource_type, resource)
+        if isinstance(answer, Allow):
+            return Allow(f"granted by {scope}")
+        refusals.append(answer)
+    # A 403 (policy) outranks a 404 (invisible): it says the token may never do this.
+    return min(refusals, key=lambda d: d.status == 404)
+
+
+def _user_instance(
+    claims: Claims, resource_type: str, resource: Mapping[str, Any], consent: Consent
+) -> Allow | Deny:
+    if claims.role == ADMIN:
+        return Allow()
+    patients = compartment_patients(resource)
+    if not patients:
+        return Allow()  # no patient's data: the scope alone decides
+    user = claims.fhir_user
+    if user and all(consent.permits(user, p) for p in patients):
+        return Allow()
+    return Deny(404, f"no active Consent lets {user or 'this user'} see this {resource_type}")
+
+
+def _patient_instance(
+    claims: Claims, interaction: str, resource_type: str, resource: Mapping[str, Any]
+) -> Allow | Deny:
+    patient = claims.patient
+    if not patient:
+        return Deny(403, "patient scopes need a patient in the launch context")
+    if resource_type in PATIENT_SCOPE_EXCLUDED:
+        return Deny(403, f"{resource_type} is not available with patient scopes")
+    if resource_type == "Patient":
+        if interaction == "create":
+            return Deny(403, "patient scopes cannot create Patient records")
+        if resource.get("id") == patient:
+            return Allow()
+        return Deny(404, "only the patient's own Patient record is visible")
+    if resource_type in PATIENT_COMPARTMENT:
+        if patient in compartment_patients(resource):
+            return Allow()
+        code = 403 if interaction == "create" else 404
+        return Deny(code, f"this {resource_type} is outside Patient/{patient}'s compartment")
+    if resource_type in SHARED_TYPES and interaction in ("read", "vread", "history-instance"):
+        return Allow()
+    return Deny(403, f"{resource_type} is outside every patient compartment")
+
+
+def compartment_patients(resource: Mapping[str, Any]) -> frozenset[str]:
+    """The ids of the patients whose compartment holds ``resource``."""
+    rtype = resource.get("resourceType")
+    if rtype == "Patient":
+        rid = resource.get("id")
+        return frozenset({rid}) if isinstance(rid, str) else frozenset()
+    params = PATIENT_COMPARTMENT.get(rtype) if isinstance(rtype, str) else None
+    if not params:
+        return frozenset()
+    rows = extract_index_rows(dict(resource))["sp_reference"]
+    return frozenset(
+        str(row["target_id"])
+        for row in rows
+        if row["param"] in params
+        and row["target_type"] == "Patient"
+        and row["target_id"]
+        and row["url"] is None  # a local reference; absolute ones name other servers
+    )
+
+
+# -- searches and histories -----------------------------------------------------------------------
+
+
+def _decide_search(
+    claims: Claims, resource_type: str, scopes: list[ResourceScope], consent: Consent
+) -> Decision:
+    alternatives: list[Condition] = []
+    reachable = False
+    for scope in scopes:
+        bases = _search_bases(claims, resource_type, scope, consent)
+        if bases is None:
+            continue
+        reachable = True
+        for base in bases:
+            alternatives.append(tuple(sorted(set(base) | set(scope.query))))
+    if not reachable:
+        return Deny(403, f"{resource_type} cannot be searched with the granted scopes")
+    if () in alternatives:
+        return Allow(f"{resource_type}: unconditional")
+    return Filter({resource_type: tuple(dict.fromkeys(alternatives))})
+
+
+def _search_bases(
+    claims: Claims, resource_type: str, scope: ResourceScope, consent: Consent
+) -> list[Condition] | None:
+    """The conditions one scope puts on a search of ``resource_type``: alternatives (none
+    may match, e.g. no consented patients), or None when the scope can never reach it."""
+    if scope.context == "system":
+        return [()]
+    if scope.context == "user":
+        if claims.role == ADMIN or (
+            resource_type not in PATIENT_COMPARTMENT and resource_type != "Patient"
+        ):
+            return [()]
+        patients = sorted(consent.patients(claims.fhir_user)) if claims.fhir_user else []
+        return _compartment_conditions(resource_type, patients)
+    patient = claims.patient
+    if not patient or resource_type in PATIENT_SCOPE_EXCLUDED:
+        return None
+    if resource_type in PATIENT_COMPARTMENT or resource_type == "Patient":
+        return _compartment_conditions(resource_type, [patient])
+    if resource_type in SHARED_TYPES:
+        return [()]
+    return None
+
+
+def _compartment_conditions(resource_type: str, patients: Sequence[str]) -> list[Condition]:
+    """Search parameters that select the compartments of ``patients`` (one alternative
+    per compartment parameter; a comma is FHIR search's OR between values)."""
+    if not patients:
+        return []
+    if resource_type == "Patient":
+        return [(("_id", ",".join(patients)),)]
+    refs = ",".join(f"Patient/{p}" for p in patients)
+    return [((param, refs),) for param in PATIENT_COMPARTMENT[resource_type]]
+
+
+def _decide_system(
+    claims: Claims,
+    interaction: str,
+    needed: str,
+    consent: Consent,
+    all_types: Collection[str],
+) -> Decision:
+    by_type: dict[str, tuple[Condition, ...]] = {}
+    unconditional = True
+    for rtype in sorted(all_types):
+        if _policy(claims, interaction, rtype, None, None) is not None:
+            unconditional = False
+            continue
+        scopes = [s for s in claims.scopes.resources if all(s.allows(rtype, p) for p in needed)]
+        if not scopes:
+            unconditional = False
+            continue
+        answer = _decide_search(claims, rtype, scopes, consent)
+        if isinstance(answer, Allow):
+            by_type[rtype] = ((),)
+            continue
+        unconditional = False
+        if isinstance(answer, Filter):
+            by_type[rtype] = answer.alternatives(rtype)
+    if not by_type:
+        return Deny(403, f"no granted scope allows {interaction}")
+    if unconditional:
+        return Allow("every type unconditional")
+    return Filter(by_type)
+
+
+# -- matching a query scope against one resource ---------------------------------------------------
+
+
+def matches_query(resource: Mapping[str, Any], query: Iterable[tuple[str, str]]) -> bool:
+    """Does ``resource`` satisfy every ``param=value`` of a query scope? Only the parameter
+    kinds that need no parsing are matched (token, reference, uri, string, ``_id``);
+    anything else, and any modifier, fails closed."""
+    rows: dict[str, list[dict[str, Any]]] | None = None
+    for name, value in query:
+        if ":" in name:
+            return False
+        values = [v for v in value.split(",") if v]
+        if name == "_id":
+            if resource.get("id") not in values:
+                return False
+            continue
+        if rows is None:
+            rows = extract_index_rows(dict(resource))
+        if not any(_row_matches(rows, name, v) for v in values):
+            return False
+    return True
+
+
+def _row_matches(rows: Mapping[str, list[dict[str, Any]]], name: str, value: str) -> bool:
+    for row in rows["sp_token"]:
+        if row["param"] == name and _token_matches(row, value):
+            return True
+    for row in rows["sp_reference"]:
+        if row["param"] == name and _reference_matches(row, value):
+            return True
+    for row in rows["sp_uri"]:
+        if row["param"] == name and row["value"] == value:
+            return True
+    wanted = normalise(value)
+    return any(
+        row["param"] == name and str(row["value_norm"]).startswith(wanted)
+        for row in rows["sp_string"]
+    )
+
+
+def _token_matches(row: Mapping[str, Any], value: str) -> bool:
+    if "|" not in value:
+        return row["code"] == value
+    system, _, code = value.partition("|")
+    if not system:
+        return row["system"] is None and row["code"] == code
+    if not code:
+        return row["system"] == system
+    return row["system"] == system and row["code"] == code
+
+
+def _reference_matches(row: Mapping[str, Any], value: str) -> bool:
+    if "://" in value:
+        return row["url"] == value
+    if "/" in value:
+        rtype, _, rid = value.partition("/")
+        return row["target_type"] == rtype and row["target_id"] == rid and row["url"] is None
+    return row["target_id"] == value and row["url"] is None

@@ -1,0 +1,527 @@
+"""HTTP routes of the authorization server, and :func:`mount_auth`, which adds them to the app.
+
+    GET|POST /auth/authorize                     sign-in and consent pages (HTML)
+    POST     /auth/token                         authorization_code, refresh_token, client_credentials
+    POST     /auth/introspect                    RFC 7662 + SMART fields
+    POST     /auth/revoke                        RFC 7009
+    GET      /auth/jwks                          the server's public signing keys
+    GET      /auth/smart-style.json              the style sheet smart_style_url names
+    POST     /auth/launch                        an EHR creates a launch context (bearer, __ehr-launch)
+    POST     /fhir/Patient/{id}/$activation-code an activation code for a patient (bearer, __activation-code)
+    GET      /fhir/.well-known/smart-configuration
+    GET      /fhir/.well-known/openid-configuration, /.well-known/openid-configuration
+
+Errors on /auth are OAuth JSON (RFC 6749 5.2) or, for the pages, HTML; on /fhir they are
+OperationOutcomes. Nothing here enforces tokens on the FHIR API (that is the access
+module's caller).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fhir_server.auth.authorize import COOKIE, AuthorizeEndpoint, Step
+from fhir_server.auth.claims import Claims
+from fhir_server.auth.discovery import openid_configuration, smart_configuration
+from fhir_server.auth.launch import LaunchError, check_fhir_context
+from fhir_server.auth.policy import (
+    ACTIVATION_CODE_TTL,
+    ACTIVATION_SCOPE,
+    EHR_LAUNCH_SCOPE,
+    LAUNCH_TTL,
+)
+from fhir_server.auth.server import AuthServices, HttpRequest, SmartAuthorizationServer
+from fhir_server.config import Settings
+from fhir_server.errors import FhirError, operation_outcome
+from fhir_server.errors import error as fhir_error
+from fhir_server.server_state import ServerState
+from fhir_server.storage.repository import Repository
+
+log = logging.getLogger("selfback.auth")
+
+FORM = "application/x-www-form-urlencoded"
+MAX_FORM_BYTES = 64 * 1024
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
+
+# The style smart_style_url points at (SMART App Launch 2.2, "styling").
+SMART_STYLE = {
+    "color_background": "#f4f6f8",
+    "color_error": "#b3261e",
+    "color_highlight": "#1f5fa8",
+    "color_modal_backdrop": "",
+    "color_success": "#2e7d32",
+    "color_text": "#1d2733",
+    "dim_border_radius": "6px",
+    "dim_font_size": "16px",
+    "dim_spacing_size": "16px",
+    "font_family_body": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+    "font_family_heading": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+}
+
+
+class BadForm(Exception):
+    pass
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class AuthApp:
+    """The authorization server as one object the routes share (``app.state.auth``)."""
+
+    def __init__(self, settings: Settings, repository: Repository) -> None:
+        self.services = AuthServices.build(settings, repository)
+        self.server = SmartAuthorizationServer(self.services)
+        self.authorize = AuthorizeEndpoint(self.server)
+        self.services.keys.ensure()
+
+    def claims(self, access_token: str) -> Claims | None:
+        """The claims of an active access token, for the FHIR API's access decision."""
+        return self.services.tokens.claims(access_token)
+
+
+def _auth(request: Request) -> AuthApp:
+    return request.app.state.auth  # type: ignore[no-any-return]
+
+
+def fhir_base(request: Request) -> str:
+    configured = _auth(request).services.settings.base_url
+    if configured:
+        return configured.rstrip("/")
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def read_form(request: Request) -> list[tuple[str, str]]:
+    """An urlencoded body as pairs, refused when too large, not urlencoded or not UTF-8."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != FORM:
+        raise BadForm(f"the body must be {FORM}")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise BadForm("the body is too large")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise BadForm("the body is too large")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadForm("the body is not valid form data") from exc
+    return checked(pairs)
+
+
+def checked(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Parameters without control characters: OAuth parameters are printable (RFC 6749
+    Appendix A), and what people type into the forms has no reason to hold any."""
+    for key, value in pairs:
+        if _CONTROL.search(key) or _CONTROL.search(value):
+            raise BadForm("parameters must not contain control characters")
+    return pairs
+
+
+def oauth_error(
+    status: int, error: str, description: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = orjson.dumps({"error": error, "error_description": description})
+    return Response(
+        body,
+        status_code=status,
+        media_type="application/json",
+        headers={**NO_STORE, **(headers or {})},
+    )
+
+
+def http_request(request: Request, pairs: list[tuple[str, str]], path: str) -> HttpRequest:
+    base = fhir_base(request)
+    from fhir_server.auth.urls import auth_base
+
+    return HttpRequest(
+        request.method,
+        auth_base(base) + path,
+        request.headers,
+        pairs,
+        fhir_base=base,
+        client_ip=client_ip(request),
+    )
+
+
+# -- authorize --------------------------------------------------------------------------------
+
+
+async def authorize(request: Request) -> Response:
+    auth = _auth(request)
+    try:
+        pairs = checked(list(request.query_params.multi_items()))
+        if request.method == "POST":
+            pairs += await read_form(request)
+    except BadForm as exc:
+        return Response(str(exc), status_code=400, media_type="text/plain")
+    names = {k for k, _ in pairs}
+    if "flow" in names and request.method != "POST":
+        # Sign-in steps change state: they are form posts, never links.
+        return Response("sign-in steps are POSTed", status_code=405, headers={"Allow": "POST"})
+    if "flow" in names:
+        form: dict[str, str] = {}
+        scopes: list[str] = []
+        for key, value in pairs:
+            if key == "scope":
+                scopes.append(value)
+            else:
+                form.setdefault(key, value)
+        step = Step(form.get("action", ""), form, scopes, request.cookies.get(COOKIE))
+        prepared = http_request(request, [], "/authorize")
+        return await run_in_threadpool(auth.authorize.step, prepared, step)
+    prepared = http_request(request, pairs, "/authorize")
+    try:
+        return await run_in_threadpool(
+            auth.authorize.begin,
+            prepared,
+            request.headers.get("accept-language"),
+            request.cookies.get(COOKIE),
+        )
+    except ValueError as exc:
+        if not _undescribable(exc):
+            raise
+        return Response("malformed authorization request", status_code=400, media_type="text/plain")
+
+
+# -- token, introspection, revocation -----------------------------------------------------------
+
+
+async def token(request: Request) -> Response:
+    return await _token_endpoint(request, "/token", lambda s, r: s.create_token_response(r))
+
+
+async def introspect(request: Request) -> Response:
+    return await _token_endpoint(
+        request, "/introspect", lambda s, r: s.create_endpoint_response("introspection", r)
+    )
+
+
+async def revoke(request: Request) -> Response:
+    return await _token_endpoint(
+        request, "/revoke", lambda s, r: s.create_endpoint_response("revocation", r)
+    )
+
+
+async def _token_endpoint(request: Request, path: str, call: Any) -> Response:
+    auth = _auth(request)
+    try:
+        pairs = await read_form(request)
+    except BadForm as exc:
+        return _with_cors(request, auth, [], oauth_error(400, "invalid_request", str(exc)))
+    prepared = http_request(request, pairs, path)
+    try:
+        response: Response = await run_in_threadpool(call, auth.server, prepared)
+    except ValueError as exc:
+        if not _undescribable(exc):
+            raise
+        response = oauth_error(400, "invalid_request", "The request is malformed.")
+    return _with_cors(request, auth, pairs, response)
+
+
+def _undescribable(exc: ValueError) -> bool:
+    """authlib refuses to build an error whose description would quote a '"' or a
+    backslash the client sent (RFC 6749 5.2 limits the characters); such a request is
+    malformed, so it is answered 400 without the quote."""
+    return str(exc).startswith("Error description contains forbidden characters")
+
+
+def _with_cors(
+    request: Request, auth: AuthApp, pairs: list[tuple[str, str]], response: Response
+) -> Response:
+    """SAL-82: the token endpoint answers browsers of registered origins only."""
+    origin = request.headers.get("origin")
+    if origin and _origin_allowed(auth, origin, dict(pairs)):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+def _origin_allowed(auth: AuthApp, origin: str, form: dict[str, str]) -> bool:
+    client = auth.services.clients.get(form.get("client_id"))
+    if client is not None:
+        return client.allows_origin(origin)
+    return auth.services.clients.any_allows_origin(origin)
+
+
+async def preflight(request: Request) -> Response:
+    auth = _auth(request)
+    origin = request.headers.get("origin")
+    if not origin or not await run_in_threadpool(auth.services.clients.any_allows_origin, origin):
+        return Response(status_code=403)
+    return Response(
+        status_code=204,
+        headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type",
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        },
+    )
+
+
+# -- keys and discovery -------------------------------------------------------------------------
+
+
+def _json(body: Any, headers: dict[str, str] | None = None, status: int = 200) -> Response:
+    # SAL-01: application/json whatever the Accept header says.
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+async def jwks(request: Request) -> Response:
+    keys = await run_in_threadpool(_auth(request).services.keys.jwks)
+    return _json(keys, {**ANY_ORIGIN, "Cache-Control": "public, max-age=300"})
+
+
+async def smart_style(request: Request) -> Response:
+    return _json(SMART_STYLE, {**ANY_ORIGIN, "Cache-Control": "public, max-age=3600"})
+
+
+async def smart_config(request: Request) -> Response:
+    return _json(
+        smart_configuration(fhir_base(request)), {**ANY_ORIGIN, "Cache-Control": "max-age=300"}
+    )
+
+
+async def openid_config(request: Request) -> Response:
+    return _json(
+        openid_configuration(fhir_base(request)), {**ANY_ORIGIN, "Cache-Control": "max-age=300"}
+    )
+
+
+# -- EHR launch contexts ---------------------------------------------------------------------------
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def create_launch(request: Request) -> Response:
+    auth = _auth(request)
+    presented = _bearer(request)
+    claims = await run_in_threadpool(auth.claims, presented) if presented else None
+    if claims is None:
+        return oauth_error(
+            401,
+            "invalid_token",
+            "A valid bearer token is required.",
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    if EHR_LAUNCH_SCOPE not in claims.scopes:
+        return oauth_error(
+            403,
+            "insufficient_scope",
+            f"Creating launch contexts needs the {EHR_LAUNCH_SCOPE} scope.",
+            {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{EHR_LAUNCH_SCOPE}"'},
+        )
+    try:
+        body = await _json_or_form(request)
+        return await run_in_threadpool(_create_launch, auth, claims, body, fhir_base(request))
+    except (BadForm, LaunchError) as exc:
+        return oauth_error(400, "invalid_request", str(exc))
+
+
+async def _json_or_form(request: Request) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == FORM:
+        return dict(await read_form(request))
+    if content_type not in ("application/json", "application/fhir+json"):
+        raise BadForm("send the launch context as application/json")
+    raw = await request.body()
+    if len(raw) > MAX_FORM_BYTES:
+        raise BadForm("the body is too large")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadForm("the body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise BadForm("the body must be a JSON object")
+    return body
+
+
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # FHIR R4 datatypes.html#id
+_CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,64}$")
+
+
+def _id_of(value: Any, rtype: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise LaunchError(f"{rtype} must be an id or a {rtype}/<id> reference")
+    rid = value[len(rtype) + 1 :] if value.startswith(rtype + "/") else value
+    if not _FHIR_ID.match(rid):
+        raise LaunchError(f"{rtype} must be an id or a {rtype}/<id> reference")
+    return rid
+
+
+def _create_launch(auth: AuthApp, claims: Claims, body: dict[str, Any], base: str) -> Response:
+    services = auth.services
+    patient = _id_of(body.get("patient"), "Patient")
+    encounter = _id_of(body.get("encounter"), "Encounter")
+    user = body.get("fhirUser") or body.get("practitioner")
+    if not isinstance(user, str) or "/" not in user:
+        raise LaunchError("fhirUser (e.g. Practitioner/123) names the clinician who launches")
+    user_type, _, user_id = user.partition("/")
+    if user_type not in ("Practitioner", "PractitionerRole") or not _FHIR_ID.match(user_id):
+        raise LaunchError("an EHR launch is made by a Practitioner or PractitionerRole")
+    if not services.resource_exists(*user.split("/", 1)):
+        raise LaunchError(f"{user} is not known")
+    if patient is not None and not services.patient_exists(patient):
+        raise LaunchError(f"Patient/{patient} is not known")
+    if encounter is not None and not services.resource_exists("Encounter", encounter):
+        raise LaunchError(f"Encounter/{encounter} is not known")
+    client_id = body.get("client_id")
+    if client_id is not None and (
+        not isinstance(client_id, str) or not _CLIENT_ID.match(client_id)
+    ):
+        raise LaunchError("client_id must be a registered client's id")
+    client = services.clients.get(client_id) if client_id else None
+    if client_id and client is None:
+        raise LaunchError(f"client {client_id} is not registered")
+    banner = body.get("need_patient_banner", False)
+    if not isinstance(banner, bool):
+        banner = str(banner).lower() in ("true", "1", "yes")
+    intent = body.get("intent")
+    context = {
+        "fhirUser": user,
+        "patient": patient,
+        "encounter": encounter,
+        "fhirContext": check_fhir_context(body.get("fhirContext")),
+        "need_patient_banner": banner,
+        "intent": intent if isinstance(intent, str) else None,
+    }
+    value, expires_at = services.launches.create(
+        created_by=claims.client_id, client_id=client_id, context=context, ttl=LAUNCH_TTL
+    )
+    answer: dict[str, Any] = {"launch": value, "expires_in": LAUNCH_TTL, "iss": base}
+    if client is not None and client.launch_uri:
+        separator = "&" if "?" in client.launch_uri else "?"
+        answer["launch_url"] = (
+            client.launch_uri + separator + urlencode({"iss": base, "launch": value})
+        )
+    log.info("launch context by %s for %s on Patient/%s", claims.client_id, user, patient)
+    return _json(answer, NO_STORE, status=201)
+
+
+# -- Patient/{id}/$activation-code ---------------------------------------------------------------
+
+
+def _outcome(exc: FhirError) -> Response:
+    return Response(
+        orjson.dumps(operation_outcome(exc.issues)),
+        status_code=exc.status,
+        media_type="application/fhir+json",
+        headers={**NO_STORE, **exc.headers},
+    )
+
+
+async def activation_code(request: Request) -> Response:
+    auth = _auth(request)
+    presented = _bearer(request)
+    claims = await run_in_threadpool(auth.claims, presented) if presented else None
+    if claims is None:
+        problem = fhir_error(401, "login", "A valid bearer token is required")
+        problem.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return _outcome(problem)
+    if ACTIVATION_SCOPE not in claims.scopes:
+        problem = fhir_error(
+            403, "forbidden", f"Creating activation codes needs the {ACTIVATION_SCOPE} scope"
+        )
+        problem.headers["WWW-Authenticate"] = (
+            f'Bearer error="insufficient_scope", scope="{ACTIVATION_SCOPE}"'
+        )
+        return _outcome(problem)
+    ttl = ACTIVATION_CODE_TTL
+    if request.headers.get("content-length") not in (None, "0"):
+        try:
+            ttl = _validity(await _json_or_form(request))
+        except (BadForm, FhirError) as exc:
+            return _outcome(
+                exc if isinstance(exc, FhirError) else fhir_error(400, "invalid", str(exc))
+            )
+    patient_id = request.path_params["id"]
+    if not _FHIR_ID.match(patient_id):
+        return _outcome(fhir_error(404, "not-found", "No Patient has that id"))
+    return await run_in_threadpool(_activation_code, auth, claims, patient_id, ttl)
+
+
+def _validity(body: dict[str, Any]) -> int:
+    """Parameters.parameter[name=validityHours].valueInteger: 1..720 hours."""
+    for parameter in body.get("parameter") or []:
+        if isinstance(parameter, dict) and parameter.get("name") == "validityHours":
+            hours = parameter.get("valueInteger")
+            if not isinstance(hours, int) or not 1 <= hours <= 720:
+                raise fhir_error(400, "invalid", "validityHours must be an integer from 1 to 720")
+            return hours * 3600
+    return ACTIVATION_CODE_TTL
+
+
+def _activation_code(auth: AuthApp, claims: Claims, patient_id: str, ttl: int) -> Response:
+    from datetime import UTC, datetime
+
+    if not auth.services.patient_exists(patient_id):
+        return _outcome(fhir_error(404, "not-found", f"Patient/{patient_id} is not known"))
+    creator = claims.fhir_user or f"client:{claims.client_id}"
+    code, expires_at = auth.services.accounts.create_activation_code(
+        patient_id, created_by=creator, ttl=ttl
+    )
+    log.info("activation code for Patient/%s by %s", patient_id, creator)
+    expires = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "code", "valueString": code},
+            {"name": "expires", "valueInstant": expires},
+            {"name": "patient", "valueReference": {"reference": f"Patient/{patient_id}"}},
+        ],
+    }
+    return Response(orjson.dumps(parameters), media_type="application/fhir+json", headers=NO_STORE)
+
+
+# -- mounting ------------------------------------------------------------------------------------
+
+ROUTES = [
+    Route("/auth/authorize", authorize, methods=["GET", "POST"]),
+    Route("/auth/token", token, methods=["POST"]),
+    Route("/auth/token", preflight, methods=["OPTIONS"]),
+    Route("/auth/introspect", introspect, methods=["POST"]),
+    Route("/auth/revoke", revoke, methods=["POST"]),
+    Route("/auth/revoke", preflight, methods=["OPTIONS"]),
+    Route("/auth/jwks", jwks, methods=["GET"]),
+    Route("/auth/smart-style.json", smart_style, methods=["GET"]),
+    Route("/auth/launch", create_launch, methods=["POST"]),
+    Route("/fhir/Patient/{id}/$activation-code", activation_code, methods=["POST"]),
+    Route("/fhir/.well-known/smart-configuration", smart_config, methods=["GET"]),
+    Route("/fhir/.well-known/openid-configuration", openid_config, methods=["GET"]),
+    Route("/.well-known/openid-configuration", openid_config, methods=["GET"]),
+]
+
+
+def mount_auth(app: FastAPI, state: ServerState) -> AuthApp:
+    """Add the authorization server to ``app`` (as ``app.state.auth``). Its routes go
+    first, so ``/fhir/.well-known/...`` is not taken for a read of type ``.well-known``."""
+    auth = AuthApp(state.settings, state.repository)
+    app.state.auth = auth
+    app.router.routes[0:0] = ROUTES
+    return auth

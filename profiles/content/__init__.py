@@ -1,0 +1,1 @@
+"""Our StructureDefinitions (differential + generated snapshot), written by ``profiles.generate``."""

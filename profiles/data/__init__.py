@@ -1,0 +1,1 @@
+"""Compact R4 definitions and ValueSet enumerations, written by ``python -m profiles.generate``."""

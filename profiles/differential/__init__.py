@@ -1,0 +1,1 @@
+"""Our profiles as authored: StructureDefinition differentials, input of ``profiles.generate``."""
