@@ -112,7 +112,18 @@ def build_resources(content: DecisionContent) -> tuple[dict[str, Any], ...]:
     resources += flags + issues + messages
     resources.append(_guidance_response(content, ids, patient))
     resources.append(_provenance(content, ids, resources))
-    return tuple(resources)
+    return tuple(_without_empties(r) for r in resources)
+
+
+def _without_empties(value: Any) -> Any:
+    """R4 json.html: no empty arrays or objects (an element with no rule reasons, say, is
+    left out rather than sent as ``[]``)."""
+    if isinstance(value, dict):
+        pruned = {k: _without_empties(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in ([], {})}
+    if isinstance(value, list):
+        return [v for v in (_without_empties(item) for item in value) if v not in ([], {})]
+    return value
 
 
 def _goal(content: DecisionContent, ids: dict[str, str], patient: dict[str, str]) -> dict[str, Any]:

@@ -72,3 +72,21 @@ def test_golden_plan(name: str) -> None:
         path.write_text(json.dumps(actual, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     expected = json.loads(path.read_text(encoding="utf-8"))
     assert actual == expected
+
+
+def _empties(value: object, path: str = "") -> list[str]:
+    if value in ([], {}):
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _empties(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _empties(v, f"{path}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize("name", sorted(PERSONAS))
+def test_output_has_no_empty_arrays_or_objects(name: str) -> None:
+    """R4 json.html forbids empty arrays and objects; the server would refuse them."""
+    decision = decide_plan(PERSONAS[name](), AS_OF)
+    for resource in decision.resources:
+        assert _empties(resource) == [], (resource["resourceType"], _empties(resource))
