@@ -42,6 +42,8 @@ from fhir_server.interactions.history import history_bundle
 from fhir_server.interactions.outcome import WriteOutcome
 from fhir_server.interactions.search import search_bundle
 from fhir_server.interactions.transaction import BundleOptions, process_bundle
+from fhir_server.operations import OperationCall, find_operation, parameters_of
+from fhir_server.operations.registry import OPERATIONS
 from fhir_server.server_state import ServerState
 from fhir_server.storage.repository import StoredResource, WriteSession
 from fhir_server.validation import validate_resource
@@ -451,6 +453,44 @@ async def reindex(request: Request, rtype: str | None) -> Response:
     return fhir_response(render_value(outcome, prefs), prefs)
 
 
+# -- operations (operations.html) ----------------------------------------------------------
+
+
+async def operation(request: Request) -> Response:
+    """[base]/$op, [base]/[type]/$op, [base]/[type]/[id]/$op, dispatched by name."""
+    prefs = prefs_of(request)
+    p = request.path_params
+    rtype = resource_type(request) if "rtype" in p else None
+    id = check_id(p["id"]) if "id" in p else None
+    parameters: list[tuple[str, Any]] = [
+        (k, v) for k, v in query_pairs(request) if k not in ("_format", "_pretty")
+    ]
+    resource = None
+    if request.method == "POST":
+        raw = await read_body(request)
+        if raw.strip():
+            body_parameters, resource = parameters_of(
+                parse_resource_body(raw, request.headers.get("content-type"))
+            )
+            parameters += body_parameters
+    call = OperationCall(
+        name=p["op"],
+        level="instance" if id else "type" if rtype else "system",
+        rtype=rtype,
+        id=id,
+        method=request.method,
+        parameters=parameters,
+        resource=resource,
+        base_url=base_url(request),
+        now=now_us(),
+    )
+    found = find_operation(OPERATIONS, call)
+    result = await run_in_threadpool(found.run, state(request).repository, call)
+    body = result.body if isinstance(result.body, bytes) else None
+    rendered = render(body, prefs) if body is not None else render_value(result.body, prefs)  # type: ignore[arg-type]
+    return fhir_response(rendered, prefs, result.status)
+
+
 def error_response(exc: FhirError, request: Request) -> Response:
     try:
         prefs = prefs_of(request)
@@ -476,6 +516,10 @@ ROUTES: list[tuple[str, list[str], Handler]] = [
     # search: $reindex and compartment search (after _history, before the instance routes)
     ("/fhir/$reindex", ["POST"], reindex_system),
     ("/fhir/{rtype}/$reindex", ["POST"], reindex_type),
+    # operations by name; before the instance and compartment routes they would shadow
+    ("/fhir/${op}", ["GET", "POST"], operation),
+    ("/fhir/{rtype}/${op}", ["GET", "POST"], operation),
+    ("/fhir/{rtype}/{id}/${op}", ["GET", "POST"], operation),
     ("/fhir/{compartment}/{cid}/{ctype}", ["GET"], search_compartment),
     ("/fhir/{compartment}/{cid}/{ctype}/_search", ["POST"], search_compartment_post),
     ("/fhir/{rtype}/{id}", ["GET"], read),

@@ -13,6 +13,7 @@ import orjson
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.auth.discovery import capability_security  # SMART security (auth)
 from fhir_server.definitions import R4_RESOURCE_TYPES
+from fhir_server.operations.registry import OPERATIONS
 from fhir_server.search import registry
 
 INSTANCE_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance"]
@@ -41,6 +42,13 @@ def capability_statement(base_url: str, *, software_date: str) -> bytes:
         ]
         if search_params:
             entry["searchParam"] = search_params
+        operations = [
+            {"name": op.name, "definition": op.definition}
+            for op in OPERATIONS.values()
+            if op.levels & {"type", "instance"} and (op.types is None or rtype in op.types)
+        ]
+        if operations:
+            entry["operation"] = operations
         resources.append(entry)
     statement = {
         "resourceType": "CapabilityStatement",

@@ -51,6 +51,7 @@ class Operation:
     name: str
     levels: frozenset[Level]
     run: Callable[[Repository, OperationCall], OperationResult]
+    definition: str  # the OperationDefinition's canonical URL
     types: frozenset[str] | None = None  # None: any type
     changes_state: bool = True  # GET is allowed only when False (operations.html#request)
 

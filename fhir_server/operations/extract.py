@@ -72,6 +72,7 @@ EXTRACT = Operation(
     name="extract",
     levels=frozenset({"type", "instance"}),
     run=extract,
+    definition="http://hl7.org/fhir/uv/sdc/OperationDefinition/QuestionnaireResponse-extract",
     types=frozenset({"QuestionnaireResponse"}),
     changes_state=False,
 )

@@ -1,0 +1,6 @@
+"""The operations this server offers, by name (CapabilityStatement lists the same)."""
+
+from fhir_server.operations import Operation
+from fhir_server.operations.extract import EXTRACT
+
+OPERATIONS: dict[str, Operation] = {op.name: op for op in (EXTRACT,)}
