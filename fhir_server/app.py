@@ -19,7 +19,7 @@ from fhir_server.errors import FhirError, error
 from fhir_server.events.handlers import HANDLERS
 from fhir_server.events.worker import OutboxWorker
 from fhir_server.server_state import ServerState
-from fhir_server.storage.database import open_database
+from fhir_server.storage.database import open_database, wal_checkpointer
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.repository import Repository
 
@@ -40,10 +40,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        checkpointer = wal_checkpointer(db)
+        if checkpointer is not None:
+            checkpointer.start()
         if settings.events_worker:
             worker.start()
         yield
         worker.stop()
+        if checkpointer is not None:
+            checkpointer.stop()
         db.dispose()
 
     app = FastAPI(

@@ -16,7 +16,7 @@ import orjson
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError
 from fhir_server.interactions.transaction import BundleOptions, process_bundle
-from fhir_server.storage.database import open_database
+from fhir_server.storage.database import open_database, wal_checkpointer
 from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.repository import Repository
 from fhir_server.versioning import now_us
@@ -31,6 +31,9 @@ def load_files(
     base = settings.base_url or "http://localhost/fhir"
     report: dict[str, Any] = {"files": len(files), "resources": 0, "transactions": 0, "errors": []}
     bar = _progress_bar(progress)
+    checkpointer = wal_checkpointer(db)
+    if checkpointer is not None:
+        checkpointer.start()
     try:
         for path in files:
             try:
@@ -52,6 +55,8 @@ def load_files(
     finally:
         if bar is not None:
             bar.close()
+        if checkpointer is not None:
+            checkpointer.stop()
         db.dispose()
     return report
 

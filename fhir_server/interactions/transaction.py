@@ -230,17 +230,34 @@ def _conditional_reference(
 
 
 def _map_references(node: Any, resolve: Callable[[str], str]) -> Any:
-    """A copy of ``node`` with every ``Reference.reference`` passed through ``resolve``."""
+    """``node`` with every ``Reference.reference`` passed through ``resolve``.
+
+    Copy-on-write: a subtree in which nothing changes is returned as it is (the input is
+    never mutated), so a resource with few references is not copied whole.
+    """
     if isinstance(node, dict):
-        out = {}
+        changed: dict[str, Any] | None = None
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
-                out[key] = resolve(value)
+                new = resolve(value)
+                if new == value:
+                    continue
+            elif isinstance(value, dict | list):
+                new = _map_references(value, resolve)
+                if new is value:
+                    continue
             else:
-                out[key] = _map_references(value, resolve)
-        return out
+                continue
+            if changed is None:
+                changed = dict(node)
+            changed[key] = new
+        return node if changed is None else changed
     if isinstance(node, list):
-        return [_map_references(item, resolve) for item in node]
+        items = [
+            _map_references(item, resolve) if isinstance(item, dict | list) else item
+            for item in node
+        ]
+        return node if all(a is b for a, b in zip(items, node, strict=True)) else items
     return node
 
 

@@ -281,39 +281,76 @@ class WriteSession:
         return StoredResource(rtype, id, version, last_updated, deleted, body, method, pk)
 
     def flush(self) -> None:
-        """Write everything buffered, in one multi-row statement per table."""
+        """Write everything buffered: the new resources in one multi-row INSERT with
+        RETURNING (their pks), then history and index rows through the driver's own
+        executemany with prebuilt SQL -- per row, SQLAlchemy's parameter processing cost
+        more than the insert (bench/profile_ingest.py)."""
         if self._new:
             new, self._new = self._new, []
             pks = self.conn.execute(_INSERT_CURRENT, [row for row, _, _ in new]).scalars().all()
             for pk, (_, history, index_rows) in zip(pks, new, strict=True):
                 self._buffer(pk, history, index_rows)
+        sql = _driver_sql(self.conn)
         if self._history:
             rows, self._history = self._history, []
-            self.conn.execute(_INSERT_HISTORY, rows)
+            self.conn.exec_driver_sql(sql.history, rows)
         for name, rows in self._index.items():
             if rows:
                 self._index[name] = []
-                self.conn.execute(_INSERT_INDEX[name], rows)
+                self.conn.exec_driver_sql(sql.index[name], rows)
         if self._events:
             events, self._events = self._events, []
             self.conn.execute(INSERT_EVENTS, events)
             self.events_written += len(events)
 
     def _buffer(self, pk: int, history: dict[str, object], index_rows: IndexRows) -> None:
-        self._history.append({"res_pk": pk, **history})
+        self._history.append(tuple(pk if c == "res_pk" else history[c] for c in _HISTORY_INSERT))
         rtype = history["rtype"]
         for name, rows in index_rows.items():
-            template = _INDEX_TEMPLATES[name]
+            values = _INDEX_VALUE_COLUMNS[name]
             buffer = self._index[name]
             for row in rows:
-                buffer.append({**template, **row, "res_pk": pk, "rtype": rtype})
+                buffer.append((pk, rtype, *[row.get(c) for c in values]))
+
+
+class _DriverSql:
+    """INSERT statements in the driver's own parameter style, built once per dialect."""
+
+    def __init__(self, paramstyle: str) -> None:
+        mark = "%s" if paramstyle in ("format", "pyformat") else "?"
+
+        def insert_sql(table: str, columns: Sequence[str]) -> str:
+            return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+
+        self.history = insert_sql("resource_history", _HISTORY_INSERT)
+        self.index = {
+            name: insert_sql(name, ("res_pk", "rtype", *_INDEX_VALUE_COLUMNS[name]))
+            for name in INDEX_TABLES
+        }
+
+
+_DRIVER_SQL: dict[str, _DriverSql] = {}
+
+
+def _driver_sql(conn: Connection) -> _DriverSql:
+    style = conn.dialect.paramstyle
+    if style not in _DRIVER_SQL:
+        _DRIVER_SQL[style] = _DriverSql(style)
+    return _DRIVER_SQL[style]
+
+
+_HISTORY_INSERT = ("res_pk", "rtype", "id", "version", "last_updated", "deleted", "method", "body")
+# The value columns of each index table, in table order (after res_pk, rtype).
+_INDEX_VALUE_COLUMNS = {
+    name: tuple(c.name for c in table.columns if c.name not in ("res_pk", "rtype"))
+    for name, table in INDEX_TABLES.items()
+}
 
 
 # Statements built once; executing a prebuilt statement skips SQLAlchemy's construction
 # and cache-key work, which dominated bulk writes when each row built its own.
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 _INSERT_CURRENT = insert(resource).returning(resource.c.pk, sort_by_parameter_order=True)
-_INSERT_HISTORY = insert(resource_history)
 _UPDATE_CURRENT = (
     update(resource)
     .where(resource.c.pk == bindparam("b_pk"))
@@ -327,11 +364,6 @@ _UPDATE_CURRENT = (
 _DELETE_INDEX_ROWS = [
     delete(t).where(t.c.res_pk == bindparam("b_pk")) for t in INDEX_TABLES.values()
 ]
-_INSERT_INDEX = {name: insert(table) for name, table in INDEX_TABLES.items()}
-# Every row of one executemany must name the same columns: absent values become NULL.
-_INDEX_TEMPLATES = {
-    name: {c.name: None for c in table.columns} for name, table in INDEX_TABLES.items()
-}
 
 
 _CURRENT_COLUMNS = (
