@@ -403,8 +403,8 @@ def start_server(db: BenchDatabase, workers: int, *, timeout: float = 120) -> Se
         "SELFBACK_DATABASE_URL": db.url,
         "SELFBACK_DATA_DIR": str(db.data_dir),
         "SELFBACK_LOAD_CONTENT": "0",
-        # explicit, and at the documented default (64 MiB): config.from_env cannot read
-        # its own default at the time of writing (slots dataclass, see docs/BENCHMARKS.md)
+        # the documented default (64 MiB), set explicitly: early versions of config.py
+        # could not read their own default (fixed since), and the figures should not depend on it
         "SELFBACK_MAX_BODY_BYTES": os.environ.get("SELFBACK_MAX_BODY_BYTES", str(64 * 1024 * 1024)),
     }
     cmd = [SELFBACK, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-content"]

@@ -11,9 +11,10 @@ written straight into a database made by ``fhir_server.storage.migrate.upgrade``
   dropped first and rebuilt from ``fhir_server.storage.schema`` at the end (what a bulk
   load does; Aidbox ``$load`` does the same, fhir-server-anchors.md 3.2 item 6);
 - SQLite: ``executemany`` on the raw ``sqlite3`` connection, ``synchronous=OFF`` while
-  loading, then ``ANALYZE``;
+  loading; no ``ANALYZE``, because the server never runs one: the search SQL must plan
+  well without statistics (``--analyze`` to compare);
 - PostgreSQL: ``COPY ... FROM STDIN`` through psycopg, then ``VACUUM ANALYZE`` (what
-  autovacuum would do soon after such a load; index-only scans need the visibility map).
+  autovacuum does soon after such a load; index-only scans need the visibility map).
 
 Step data: patient ``i`` (0..patients-1) has ``days`` Observations, one per day ending
 on ``LAST_DAY``, value 500..15,000 steps from a seeded generator; every step patient has
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -209,8 +211,9 @@ def secondary_indexes() -> list[Any]:
 
 
 class SqliteWriter:
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, analyze: bool = False) -> None:
         self.db = db
+        self.analyze = analyze
         self.raw = db.writer.raw_connection()
         self.conn = self.raw.driver_connection
         self.conn.isolation_level = None
@@ -246,7 +249,8 @@ class SqliteWriter:
         with self.db.writer.connect() as conn:
             for index in secondary_indexes():
                 index.create(conn)
-            conn.exec_driver_sql("ANALYZE")
+            if self.analyze:
+                conn.exec_driver_sql("ANALYZE")
             conn.commit()
 
 
@@ -314,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--patients", type=int, default=5_000, help="step-count patients")
     parser.add_argument("--days", type=int, default=200, help="daily step Observations per patient")
+    parser.add_argument("--analyze", action="store_true", help="SQLite: run ANALYZE at the end")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -323,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     db = open_database(url)
     upgrade(db)
     writer: SqliteWriter | PostgresWriter = (
-        SqliteWriter(db) if bench_db.kind == "sqlite" else PostgresWriter(url)
+        SqliteWriter(db, args.analyze) if bench_db.kind == "sqlite" else PostgresWriter(url)
     )
     writer.drop_indexes()
 
@@ -352,10 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     total = counts["synthea"] + counts["steps"]
     print(
         f"dataset [{bench_db.kind}]: {total:,} resources ({counts['synthea']:,} Synthea, {counts['steps']:,} step "
-        f"patients+Observations), {counts['index_rows']:,} index rows; load {load_s:.1f} s, indexes+analyze {index_s:.1f} s",
+        f"patients+Observations), {counts['index_rows']:,} index rows; load {load_s:.1f} s, indexes{' + analyze' if args.analyze or bench_db.kind != 'sqlite' else ''} {index_s:.1f} s",
         flush=True,
     )
     print(f"database: {url}", flush=True)
+    if bench_db.kind != "sqlite":
+        shutil.rmtree(bench_db.data_dir, ignore_errors=True)  # made by fresh_database, unused
     c.print_load("after")
     if args.json:
         print(

@@ -2,8 +2,8 @@
 SearchParameter was added, changed or retired).
 
 ``POST [base]/$reindex`` covers every resource, ``POST [base]/[type]/$reindex`` one type.
-Resources are taken in primary-key order, ``batch_size`` at a time (keyset paging, never
-OFFSET), each batch in its own short write transaction, so writers are held up for one
+Resources are taken in primary-key order (one type: in last-updated order, through its
+index), ``batch_size`` at a time (keyset paging, never OFFSET), each batch in its own short write transaction, so writers are held up for one
 batch at most and a crash loses only the batch in progress (run it again: reindexing is
 idempotent). The answer is an OperationOutcome with the counts, and a warning per custom
 SearchParameter that was left out (search/custom.py says why).
@@ -40,13 +40,15 @@ def reindex(repo: Repository, rtype: str | None, *, batch: int = DEFAULT_BATCH) 
     an OperationOutcome."""
     started = time.perf_counter()
     resources = rows = batches = 0
-    after = 0
+    after: tuple[int, int] | None = None
     problems: tuple[str, ...] = ()
     while True:
 
-        def work(session: WriteSession, after: int = after) -> tuple[ReindexBatch, tuple[str, ...]]:
+        def work(
+            session: WriteSession, after: tuple[int, int] | None = after
+        ) -> tuple[ReindexBatch, tuple[str, ...]]:
             reg = live_registry(session.conn)
-            done = reindex_batch(session.conn, reg, rtype=rtype, after_pk=after, limit=batch)
+            done = reindex_batch(session.conn, reg, rtype=rtype, after=after, limit=batch)
             return done, reg.problems
 
         done, problems = repo.write(work)
@@ -54,9 +56,9 @@ def reindex(repo: Repository, rtype: str | None, *, batch: int = DEFAULT_BATCH) 
             batches += 1
         resources += done.resources
         rows += done.index_rows
-        if done.last_pk is None:
+        if done.after is None:
             break
-        after = done.last_pk
+        after = done.after
     seconds = time.perf_counter() - started
     scope = f"{rtype} resources" if rtype else "resources"
     issues = [

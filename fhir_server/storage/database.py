@@ -39,6 +39,12 @@ def open_database(url: str, *, pool_size: int = 8) -> Database:
     kwargs: dict[str, Any] = {
         "pool_size": pool_size,
         "max_overflow": pool_size,
+        # psycopg prepares a statement server-side after five runs, and PostgreSQL may
+        # then switch to a generic plan made without the values; for search that plan
+        # drove the app's step-count query from the code (a million rows) instead of the
+        # patient: 15-35 s instead of 4 ms (plan-cache skew, fhir-server-anchors.md 3.3).
+        # Every statement is planned for its values instead.
+        "connect_args": {"prepare_threshold": None},
         "pool_pre_ping": False,
     }
     engine = create_engine(url, **kwargs)

@@ -984,26 +984,6 @@ def count_matches(conn: Connection, query: SearchQuery) -> int:
     return int(conn.execute(count_statement(query)).scalar_one())
 
 
-def custom_plans(conn: Connection) -> None:
-    """PostgreSQL: plan every search statement for its actual values.
-
-    psycopg prepares a statement on the server once it has run five times on a
-    connection, and PostgreSQL then switches to a generic plan made without the values
-    when that looks no dearer on average. For search it is far dearer: the generic plan of
-    the app's query drove from the step-count code (a million rows) instead of the
-    patient, 15-35 s instead of 4 ms from the sixth run on (plan-cache skew,
-    fhir-server-anchors.md 3.3). Turning psycopg's automatic preparing off is a client
-    setting (no round trip), kept by the pooled connection: its other statements are not
-    prepared either, which costs them a parse and plan each -- negligible for primary-key
-    lookups. (Better set once for all, ``connect_args={"prepare_threshold": None}`` in
-    fhir_server.storage.database; this keeps search safe until then.)"""
-    if conn.dialect.name != "postgresql":
-        return
-    raw = conn.connection.dbapi_connection
-    if getattr(raw, "prepare_threshold", None) is not None:
-        raw.prepare_threshold = None  # type: ignore[union-attr]
-
-
 def execute_search(
     conn: Connection,
     query: SearchQuery,
@@ -1018,7 +998,6 @@ def execute_search(
     ``secret`` signs and checks the paging cursors.
     """
     del base_url  # links are the Bundle's business; kept in the signature for callers
-    custom_plans(conn)
     count = DEFAULT_COUNT if query.count is None else query.count
     warnings: list[Issue] = []
     if count > MAX_COUNT:

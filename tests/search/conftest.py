@@ -9,6 +9,8 @@ import pytest
 from search_db import drop_postgres, load, postgres_url
 from sqlalchemy import Engine, create_engine
 
+from fhir_server.storage.database import open_database
+
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def search_engine(
@@ -25,7 +27,8 @@ def search_engine(
     url = postgres_url()
     if url is None:
         pytest.skip("PostgreSQL is not reachable")
-    eng = create_engine(url)
+    # The server's own engine settings (fhir_server.storage.database), not defaults.
+    eng = open_database(url).writer
     try:
         load(eng)
         yield eng

@@ -158,3 +158,33 @@ def test_live_registry_rebuilds_only_when_the_stamp_changes() -> None:
     assert second.get("Patient", "nickname") is not None
     # no SearchParameter stored: the core registry itself, compiled plans and all
     assert live.current((0, 0), list) is registry()
+
+
+def test_reindex_rewrites_the_same_rows_in_keyset_batches(search_engine: Any) -> None:
+    """$reindex with the core registry changes nothing; batches of 2 (keyset on
+    last_updated and pk for one type, on pk for all) visit every current resource once."""
+    from search_db import RESOURCES
+    from sqlalchemy import select
+
+    from fhir_server.interactions.reindex import reindex
+    from fhir_server.storage.database import Database
+    from fhir_server.storage.repository import Repository
+    from fhir_server.storage.schema import INDEX_TABLES
+
+    def snapshot() -> dict[str, list[tuple[Any, ...]]]:
+        with search_engine.connect() as conn:
+            return {
+                name: sorted(map(tuple, conn.execute(select(table)).all()), key=repr)
+                for name, table in INDEX_TABLES.items()
+            }
+
+    before = snapshot()
+    repo = Repository(Database(str(search_engine.url), search_engine, search_engine))
+    observations = sum(
+        1 for r, _, gone in RESOURCES if r["resourceType"] == "Observation" and not gone
+    )
+    one_type = reindex(repo, "Observation", batch=2)["issue"][0]["diagnostics"]
+    assert f"Reindexed {observations} Observation resources" in one_type
+    every = reindex(repo, None, batch=2)["issue"][0]["diagnostics"]
+    assert f"Reindexed {sum(1 for _, _, gone in RESOURCES if not gone)} resources" in every
+    assert snapshot() == before
