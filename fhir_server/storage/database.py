@@ -33,9 +33,10 @@ class Database:
         self.writer.dispose()
 
 
-def open_database(url: str, *, pool_size: int = 8) -> Database:
+def open_database(url: str, *, pool_size: int = 8, busy_timeout_ms: int = 30_000) -> Database:
+    """``busy_timeout_ms``: how long a SQLite writer waits for the write lock."""
     if make_url(url).get_backend_name() == "sqlite":
-        return _open_sqlite(url)
+        return _open_sqlite(url, busy_timeout_ms)
     kwargs: dict[str, Any] = {
         "pool_size": pool_size,
         "max_overflow": pool_size,
@@ -51,13 +52,16 @@ def open_database(url: str, *, pool_size: int = 8) -> Database:
     return Database(url, engine, engine)
 
 
-def _open_sqlite(url: str) -> Database:
+def _open_sqlite(url: str, busy_timeout_ms: int) -> Database:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    reader = _sqlite_engine(url, begin="BEGIN")
+    reader = _sqlite_engine(url, begin="BEGIN", busy_timeout_ms=busy_timeout_ms)
     writer = _sqlite_engine(
-        url, begin="BEGIN IMMEDIATE", wal_autocheckpoint=WRITER_AUTOCHECKPOINT_PAGES
+        url,
+        begin="BEGIN IMMEDIATE",
+        busy_timeout_ms=busy_timeout_ms,
+        wal_autocheckpoint=WRITER_AUTOCHECKPOINT_PAGES,
     )
     return Database(url, reader, writer)
 
@@ -114,10 +118,12 @@ def wal_checkpointer(db: Database) -> WalCheckpointer | None:
     return WalCheckpointer(db)
 
 
-def _sqlite_engine(url: str, *, begin: str, wal_autocheckpoint: int | None = None) -> Engine:
+def _sqlite_engine(
+    url: str, *, begin: str, busy_timeout_ms: int, wal_autocheckpoint: int | None = None
+) -> Engine:
     engine = create_engine(
         url,
-        connect_args={"check_same_thread": False, "timeout": 30},
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         poolclass=NullPool if ":memory:" in url else None,
     )
 
@@ -129,7 +135,7 @@ def _sqlite_engine(url: str, *, begin: str, wal_autocheckpoint: int | None = Non
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.execute("PRAGMA cache_size=-65536")
         if wal_autocheckpoint is not None:

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from fhir_server.errors import conflict
 from fhir_server.events.outbox import INSERT_EVENTS, event_row
 from fhir_server.search import SearchQuery
 from fhir_server.storage.database import Database
@@ -175,8 +176,15 @@ class Repository:
                     self.on_events()
                 return result
             except (DBAPIError, IntegrityError) as exc:
-                if attempt >= _MAX_ATTEMPTS or _sqlstate(exc) not in _RETRYABLE_SQLSTATES:
-                    raise
+                if _sqlstate(exc) in _RETRYABLE_SQLSTATES and attempt < _MAX_ATTEMPTS:
+                    continue
+                if _sqlstate(exc) in _RETRYABLE_SQLSTATES or _sqlite_busy(exc):
+                    # Lost to concurrent writers for good: nothing was written, and the
+                    # client may simply try again (http.html: 409 Conflict).
+                    raise conflict(
+                        "The write conflicted with concurrent writes and was not applied; retry it"
+                    ) from exc
+                raise
 
 
 class WriteSession:
@@ -427,6 +435,11 @@ def _history_row(row: object) -> StoredResource:
         row.method,  # type: ignore[attr-defined]
         row.res_pk,  # type: ignore[attr-defined]
     )
+
+
+def _sqlite_busy(exc: DBAPIError) -> bool:
+    """SQLite gave up waiting for the write lock (busy_timeout passed)."""
+    return "database is locked" in str(getattr(exc, "orig", exc))
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
