@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server.definitions import is_primitive_type
 from fhir_server.errors import bad_request, unprocessable
 from fhir_server.patch.fhirpath_location import Location, element_info, evaluate_locations
 from fhir_server.patch.json_patch import check_identity, json_copy
@@ -34,29 +35,6 @@ _NEEDS = {
     "replace": ("path", "value"),
     "move": ("path", "source", "destination"),
 }
-_PRIMITIVE_TYPES = frozenset(
-    [
-        "base64Binary",
-        "boolean",
-        "canonical",
-        "code",
-        "date",
-        "dateTime",
-        "decimal",
-        "id",
-        "instant",
-        "integer",
-        "markdown",
-        "oid",
-        "positiveInt",
-        "string",
-        "time",
-        "unsignedInt",
-        "uri",
-        "url",
-        "uuid",
-    ]
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +47,7 @@ class _Value:
 
     @property
     def is_primitive(self) -> bool:
-        return self.fhir_type in _PRIMITIVE_TYPES
+        return self.fhir_type is not None and is_primitive_type(self.fhir_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +78,7 @@ def _value_of(part: dict[str, Any], where: str) -> _Value:
         return _Value(part["resource"], "Resource")
     suffix = key[len("value") :]
     primitive = suffix[:1].lower() + suffix[1:]
-    return _Value(part[key], primitive if primitive in _PRIMITIVE_TYPES else suffix)
+    return _Value(part[key], primitive if is_primitive_type(primitive) else suffix)
 
 
 def _integer(part: dict[str, Any], where: str) -> int:
