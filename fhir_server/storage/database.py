@@ -23,6 +23,12 @@ class Database:
     url: str
     reader: Engine
     writer: Engine
+    # Reads of one row by key (Repository.read); the reader itself where that costs nothing.
+    point_reader: Engine | None = None
+
+    @property
+    def point(self) -> Engine:
+        return self.point_reader or self.reader
 
     @property
     def dialect(self) -> str:
@@ -31,6 +37,8 @@ class Database:
     def dispose(self) -> None:
         self.reader.dispose()
         self.writer.dispose()
+        if self.point_reader is not None:
+            self.point_reader.dispose()
 
 
 def open_database(url: str, *, pool_size: int = 8, busy_timeout_ms: int = 30_000) -> Database:
@@ -49,7 +57,10 @@ def open_database(url: str, *, pool_size: int = 8, busy_timeout_ms: int = 30_000
         "pool_pre_ping": False,
     }
     engine = create_engine(url, **kwargs)
-    return Database(url, engine, engine)
+    # Single-statement reads by primary key need no transaction: in autocommit they skip
+    # the BEGIN/ROLLBACK round trips a pooled connection would otherwise pay per read.
+    point = create_engine(url, **kwargs, isolation_level="AUTOCOMMIT")
+    return Database(url, engine, engine, point)
 
 
 def _open_sqlite(url: str, busy_timeout_ms: int) -> Database:

@@ -94,7 +94,7 @@ class Repository:
     def read(self, rtype: str, id: str) -> StoredResource | None:
         """The hot path (read by id): one prebuilt statement on a pooled DBAPI connection,
         skipping SQLAlchemy's statement execution layer, which cost more than the query."""
-        raw = self.db.reader.raw_connection()
+        raw = self.db.point.raw_connection()
         try:
             cursor = raw.cursor()
             cursor.execute(self._read_sql, (rtype, id))
