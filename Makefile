@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8080
 HOST   ?= 127.0.0.1
+AUTH   ?= smart
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test test-sqlite test-postgres lint bench clean
@@ -15,8 +16,9 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 ## Run the server on embedded SQLite (./data), content loaded, at http://127.0.0.1:8080/fhir
+## (bearer tokens required; AUTH=none for local experiments without them, loopback only)
 run: $(BIN)/.installed
-	$(BIN)/selfback serve --host $(HOST) --port $(PORT)
+	$(BIN)/selfback serve --host $(HOST) --port $(PORT) --auth $(AUTH)
 
 ## Install and run the whole suite: lint, types, then the tests on SQLite and on PostgreSQL
 test: $(BIN)/.installed lint test-sqlite test-postgres

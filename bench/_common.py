@@ -403,6 +403,9 @@ def start_server(db: BenchDatabase, workers: int, *, timeout: float = 120) -> Se
         "SELFBACK_DATABASE_URL": db.url,
         "SELFBACK_DATA_DIR": str(db.data_dir),
         "SELFBACK_LOAD_CONTENT": "0",
+        # The data-path benchmarks measure the FHIR API without tokens (--auth none, loopback
+        # only); auth_bench.py sets SELFBACK_AUTH itself to compare both modes.
+        "SELFBACK_AUTH": os.environ.get("SELFBACK_AUTH", "none"),
         # the documented default (64 MiB), set explicitly: early versions of config.py
         # could not read their own default (fixed since), and the figures should not depend on it
         "SELFBACK_MAX_BODY_BYTES": os.environ.get("SELFBACK_MAX_BODY_BYTES", str(64 * 1024 * 1024)),

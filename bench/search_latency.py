@@ -195,7 +195,15 @@ def main(argv: list[str] | None = None) -> int:
         def in_process(query: Query) -> bytes:
             rtype, params = query
             with repo.reading() as conn:
-                return search_bundle(conn, rtype, params, base_url=BASE, strict=True, secret=SECRET)
+                return search_bundle(
+                    conn,
+                    rtype,
+                    params,
+                    base_url=BASE,
+                    strict=True,
+                    secret=SECRET,
+                    registry=repo.search_registry(conn),  # as the server's route does
+                )
 
         paths: list[tuple[str, Callable[[Query], bytes]]] = [("in-process", in_process)]
         client: httpx.Client | None = None

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from fhir_server.api.routes import ROUTES, error_response
+from fhir_server.audit import AuditTrail, ServerIdentity
 from fhir_server.config import Settings
 from fhir_server.content import load_programme_content
 from fhir_server.errors import FhirError, error
-from fhir_server.events.handlers import HANDLERS
+from fhir_server.events.handlers import HANDLERS, TOPIC_HANDLERS
 from fhir_server.events.worker import OutboxWorker
 from fhir_server.server_state import ServerState
 from fhir_server.storage.database import open_database, wal_checkpointer
@@ -26,17 +31,31 @@ from fhir_server.storage.repository import Repository
 log = logging.getLogger("selfback")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FhirFirst:
     settings = (settings or Settings.from_env()).resolved()
     db = open_database(settings.database_url)
     upgrade(db)
     repository = Repository(db, event_types=frozenset(HANDLERS))
-    worker = OutboxWorker(repository, HANDLERS)
+    worker = OutboxWorker(repository, HANDLERS, topic_handlers=TOPIC_HANDLERS)
     repository.on_events = worker.wake
     if settings.load_content:
         counts = load_programme_content(repository, settings.base_url or "http://localhost/fhir")
         log.info("programme content: %s", counts)
     state = ServerState(settings, repository)
+    if settings.auth == "none":
+        log.warning(
+            "\n%s\n  AUTHORIZATION IS OFF (--auth none / SELFBACK_AUTH=none): every request "
+            "is served as an ADMIN.\n  For local experiments only; requests from other "
+            "hosts than loopback are refused.\n%s",
+            "!" * 78,
+            "!" * 78,
+        )
+    if settings.audit:
+        # The audit trail (fhir_server.audit, docs/AUTH.md "Audit"): records are queued by
+        # the request and written in batches by a background thread started below.
+        state.audit = AuditTrail(
+            repository, ServerIdentity(site=settings.base_url or socket.gethostname())
+        )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -45,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             checkpointer.start()
         if settings.events_worker:
             worker.start()
+        state.audit.start()
         yield
+        state.audit.stop()  # drains the queue: what was recorded is written before exit
         worker.stop()
         if checkpointer is not None:
             checkpointer.stop()
@@ -89,4 +110,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _health() -> dict[str, str]:
         return {"status": "ok"}
 
-    return app
+    return FhirFirst(app, fhir_only_app(app))
+
+
+def fhir_only_app(app: FastAPI) -> Starlette:
+    """The ``/fhir`` routes again, in a plain Starlette app without FastAPI's per-request
+    middleware (its telemetry, body-limit and exit-stack layers cost about as much CPU as
+    a read by id itself; docs/BENCHMARKS.md). Same routes, same order, same handlers and
+    the same state, so behaviour is identical; FastAPI keeps /auth, /docs and the
+    lifespan."""
+    routes = [r for r in app.router.routes if isinstance(r, Route) and _is_fhir(r.path)]
+    fhir = Starlette(routes=routes, exception_handlers=dict(app.exception_handlers))
+    fhir.state.fhir = app.state.fhir
+    fhir.state.auth = app.state.auth
+    return fhir
+
+
+def _is_fhir(path: str) -> bool:
+    return path == "/fhir" or path.startswith("/fhir/")
+
+
+class FhirFirst:
+    """ASGI: HTTP requests under ``/fhir`` go to the plain FHIR app, everything else
+    (including the lifespan) to FastAPI. ``app.state`` etc. are FastAPI's."""
+
+    def __init__(self, app: FastAPI, fhir: Starlette) -> None:
+        self.app = app
+        self.fhir = fhir
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _is_fhir(scope["path"]):
+            await self.fhir(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -40,6 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "--no-content", action="store_true", help="do not load the programme's content"
     )
+    serve.add_argument(
+        "--auth",
+        choices=("smart", "none"),
+        help="access control on /fhir (env SELFBACK_AUTH): smart (bearer tokens, default) or "
+        "none (local experiments: loopback only, every request an admin)",
+    )
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     common(migrate)
@@ -75,7 +81,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     import uvicorn
 
+    from fhir_server.config import LOOPBACK_HOSTS
+
+    auth = args.auth or settings.auth
+    if auth == "none" and args.host not in LOOPBACK_HOSTS:
+        print(
+            f"selfback serve: --auth none serves every request as an admin; it binds only "
+            f"to loopback ({', '.join(sorted(LOOPBACK_HOSTS))}), not {args.host!r}",
+            file=sys.stderr,
+        )
+        return 2
     # Worker processes build the app from the environment, so pass settings through it.
+    os.environ["SELFBACK_AUTH"] = auth
     os.environ["SELFBACK_DATABASE_URL"] = settings.database_url
     os.environ["SELFBACK_DATA_DIR"] = str(settings.data_dir)
     if args.base_url:
@@ -94,10 +111,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ["SELFBACK_LOAD_CONTENT"] = "0"
     url = f"http://{args.host}:{args.port}/fhir"
     database = _redact(settings.database_url)
+    if auth == "none":
+        print(
+            "WARNING: authorization is OFF (--auth none): every request is served as an "
+            "admin. For local experiments only.",
+            file=sys.stderr,
+            flush=True,
+        )
     _emit(
         args,
         {
             "event": "serving",
+            "auth": auth,
             "url": url,
             "database": database,
             "schema": revision,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+AUTH_MODES = ("smart", "none")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def _env(name: str, default: str) -> str:
@@ -34,6 +36,11 @@ class Settings:
     sms_hourly_limit: int = 500  # every SMS this installation sends
     sms_ip_hourly_limit: int = 50
     login_ip_failure_limit: int = 20  # wrong activation codes/passwords per IP per 15 min
+    # Access control on /fhir (docs/AUTH.md): "smart" (bearer tokens, the default) or
+    # "none" (local experiments only: loopback, every request an admin).
+    auth: str = "smart"
+    # The audit trail (fhir_server.audit, docs/AUTH.md "Audit"): on unless SELFBACK_AUDIT=off.
+    audit: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -50,12 +57,18 @@ class Settings:
             sms_hourly_limit=int(_env("SMS_HOURLY_LIMIT", "500")),
             sms_ip_hourly_limit=int(_env("SMS_IP_HOURLY_LIMIT", "50")),
             login_ip_failure_limit=int(_env("LOGIN_IP_FAILURE_LIMIT", "20")),
+            auth=_env("AUTH", "smart").strip().lower(),
+            audit=_env("AUDIT", "on").lower() not in ("0", "off", "false", "no"),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean).resolved()  # type: ignore[arg-type]
 
     def resolved(self) -> Settings:
         """Fill in what is derived: the SQLite default URL and the secret key."""
+        if self.auth not in AUTH_MODES:
+            raise ValueError(
+                f"SELFBACK_AUTH must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}"
+            )
         url = self.database_url or f"sqlite:///{self.data_dir / 'selfback.sqlite'}"
         key = self.secret_key or _load_or_create_secret(self.data_dir)
         return replace(self, database_url=normalise_database_url(url), secret_key=key)

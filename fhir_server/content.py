@@ -21,12 +21,14 @@ from fhir_server.versioning import instant, now_us
 def programme_content() -> list[dict[str, Any]]:
     import mappings
     import terminology
+    from fhir_server.planning import operation_definitions
     from plan_engine import catalogue
 
     return [
         *terminology.load_content(),
         *mappings.load_questionnaires(),
         *catalogue.load_catalogue().all_definitions(),
+        *operation_definitions(),  # the plan engine's operations ($plan-week, dry run)
     ]
 
 

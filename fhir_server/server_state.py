@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from fhir_server.audit import AuditTrail, DisabledAudit
 from fhir_server.config import Settings
 from fhir_server.interactions.capabilities import capability_statement
 from fhir_server.storage.repository import Repository
@@ -16,6 +17,9 @@ class ServerState:
     repository: Repository
     started: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     _capabilities: dict[str, bytes] = field(default_factory=dict)
+    # Where access decisions, sign-ins and token events are recorded (fhir_server.audit);
+    # ``record`` is cheap and never raises.
+    audit: AuditTrail | DisabledAudit = field(default_factory=DisabledAudit)
 
     def capability_statement(self, base_url: str) -> bytes:
         if base_url not in self._capabilities:

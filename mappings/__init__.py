@@ -6,8 +6,10 @@ Questionnaire content and scoring (this package's clinical content):
 - ``score_response(qr, as_of) -> list[Score]``: scores by the rules in ``data/scoring.json``
 - ``score_observations(qr, scores, as_of) -> list[dict]``: Observations + one Provenance
 - ``due_groups(week, baseline, step_goal_fraction)``: the weekly check-in schedule
+- ``export_for(resource, "uk" | "dk")``: a resource shaped for UK Core / DK Core consumers
 """
 
+from mappings.national_profiles import ExportError, export_for, national_rule_violations
 from mappings.questionnaire_content import load_questionnaires, questionnaire
 from mappings.score import Score, ScoreCoding, ScoringError
 from mappings.score_observations import score_observations
@@ -15,6 +17,9 @@ from mappings.scoring import score_response, scoring_config
 from mappings.weekly_schedule import due_groups, weekly_schedule
 
 __all__ = [
+    "ExportError",
+    "export_for",
+    "national_rule_violations",
     "Score",
     "ScoreCoding",
     "ScoringError",

@@ -34,7 +34,7 @@ from plan_engine.snapshot import PatientSnapshot, PreviousPlan
 from plan_engine.step_goal import StepContext, next_goal
 from plan_engine.validation import SnapshotError, validate_snapshot
 
-ENGINE_VERSION = "1.0.0"
+ENGINE_VERSION = "1.1.0"  # 1.1.0: simulator findings 1-3 fixed (docs/SIMULATION.md)
 PLAN_DAYS = 7
 
 
@@ -53,13 +53,42 @@ def _rule(rule_id: str, text: str) -> Reason:
     return Reason("rule", rule_id, 1.0, text)
 
 
+def awaiting_review(snapshot: PatientSnapshot, earlier: tuple[PreviousPlan, ...]) -> Reason | None:
+    """SAFE-HOLD-UNTIL-REVIEW: the newest plan was a safety hold and no clinician has recorded
+    a review since the hold began, so the hold goes on (domain note §4: a stopped plan stays
+    on hold pending review; docs/SIMULATION.md, engine finding 3)."""
+    if not earlier or earlier[-1].mode != codes.MODE_SAFETY_HOLD:
+        return None
+    began = earlier[-1].week_start
+    for plan in reversed(earlier):
+        if plan.mode != codes.MODE_SAFETY_HOLD:
+            break
+        began = plan.week_start
+    if any(day >= began for day in snapshot.safety_reviews):
+        return None
+    return Reason(
+        "safety",
+        "SAFE-HOLD-UNTIL-REVIEW",
+        1.0,
+        f"On hold since {began.isoformat()} after a stop-and-refer finding: the plan stays on "
+        "hold until a clinician records a review.",
+    )
+
+
 def choose_mode(
-    findings: tuple[SafetyFinding, ...], features: Features, rules: Rules
+    findings: tuple[SafetyFinding, ...],
+    features: Features,
+    rules: Rules,
+    previous: PreviousPlan | None = None,
+    unreviewed_hold: Reason | None = None,
 ) -> tuple[str, tuple[Reason, ...]]:
-    """Safety hold beats pain-relief mode beats the standard plan."""
+    """Safety hold beats pain-relief mode beats the standard plan. A hold without a
+    clinician's review stays a hold; pain-relief mode goes on while pain keeps rising."""
     urgent = tuple(r for f in findings if f.severity == "urgent" for r in f.reasons)
     if urgent:
         return codes.MODE_SAFETY_HOLD, urgent
+    if unreviewed_hold is not None:
+        return codes.MODE_SAFETY_HOLD, (unreviewed_hold,)
     pain = features.pain_new
     relief = rules.pain_relief
     if pain is not None and pain >= relief.enter_pain_at_or_above:
@@ -81,6 +110,19 @@ def choose_mode(
                 "PR-FLARE",
                 f"Average pain {pain} after a rise of {features.pain_rise} "
                 f"(at least {relief.moderate_pain_rise_at_least}): pain-relief exercises only.",
+            ),
+        )
+    if (
+        previous is not None
+        and previous.mode == codes.MODE_PAIN_RELIEF
+        and features.pain_rise is not None
+        and features.pain_rise >= rules.worsening.pain_rise_at_least
+    ):
+        return codes.MODE_PAIN_RELIEF, (
+            _rule(
+                "PR-CONTINUE-RISING",
+                f"Pain-relief mode last week and pain rose again by {features.pain_rise}: "
+                "pain-relief exercises only, until pain stops rising.",
             ),
         )
     return codes.MODE_STANDARD, (
@@ -186,9 +228,12 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
         return _decision(content, features)
 
     findings = assess(snapshot, features, as_of, rules)
-    mode, mode_reasons = choose_mode(findings, features, rules)
+    unreviewed = awaiting_review(snapshot, earlier)
+    mode, mode_reasons = choose_mode(findings, features, rules, previous, unreviewed)
     urgent = mode == codes.MODE_SAFETY_HOLD
     safety_holds = tuple(r for f in findings for r in f.reasons)
+    if unreviewed is not None:
+        safety_holds += (unreviewed,)
     worse = worsening_reason(features)
     hold = safety_holds + ((worse,) if worse else ())
     step_hold = hold + (mode_reasons if mode == codes.MODE_PAIN_RELIEF else ())
@@ -257,7 +302,11 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
         exercises=exercises,
         education=education,
         findings=findings,
-        patient_message=_patient_message(findings, snapshot.language, rules),
+        patient_message=(
+            rules.patient_messages.text("urgent", snapshot.language)
+            if urgent
+            else _patient_message(findings, snapshot.language, rules)
+        ),
         clinician_messages=clinician_messages,
         retrieved=tuple(n.retrieved for n in exercise_cases + education_cases),
         diff=plan_diff(previous, mode, mode_reasons, goal, exercises, education, dropped),

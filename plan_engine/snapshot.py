@@ -168,6 +168,9 @@ class PatientSnapshot:
     red_flags: tuple[RedFlagAnswers, ...] = ()
     last_app_use: date | None = None
     inputs: tuple[str, ...] = ()  # references of the resources this snapshot was built from
+    # Days a clinician recorded a review of a stop-and-refer finding. After a safety hold the
+    # plan stays on hold until a review dated on or after the hold began (SAFE-HOLD-UNTIL-REVIEW).
+    safety_reviews: tuple[date, ...] = ()
 
     def __post_init__(self) -> None:
         normalised = {
@@ -178,6 +181,7 @@ class PatientSnapshot:
             "previous_plans": _sorted(self.previous_plans, lambda p: (p.week_start, p.plan_id)),
             "red_flags": _sorted(self.red_flags, lambda r: (r.answered_on, _key(r))),
             "inputs": tuple(sorted(set(self.inputs))),
+            "safety_reviews": tuple(sorted(set(self.safety_reviews))),
         }
         for name, value in normalised.items():
             object.__setattr__(self, name, value)

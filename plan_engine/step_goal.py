@@ -103,15 +103,8 @@ def next_goal(
         f"{met} of {len(window)} valid days at or above {old} steps/day "
         f"(daily mean {daily_mean:.0f} over valid days)"
     )
-    if context.hold_reasons:
-        goal, reasons = (
-            old,
-            (
-                _rule("STEP-HOLD", f"Goal held at {old}: the plan may not get harder this week."),
-                *context.hold_reasons,
-            ),
-        )
-    elif len(window) < rules.min_valid_days_for_change:
+    reasons: tuple[Reason, ...]
+    if len(window) < rules.min_valid_days_for_change:
         goal, reasons = (
             old,
             (
@@ -148,6 +141,18 @@ def next_goal(
                 f"(at most {rules.max_decrease_steps} down, never up).",
             ),
         )
+    if context.hold_reasons and goal >= old:
+        # A hold stops the goal rising; it does not stop a fall (STEP-DECREASE-HALFWAY keeps
+        # its reason, the hold's reasons are added to say why nothing went up).
+        goal, reasons = (
+            old,
+            (
+                _rule("STEP-HOLD", f"Goal held at {old}: the plan may not get harder this week."),
+                *context.hold_reasons,
+            ),
+        )
+    elif context.hold_reasons:
+        reasons = (*reasons, *context.hold_reasons)
     bounded = clamp(goal, rules)
     if context.hold_reasons:
         bounded = min(bounded, old)  # a hold never raises, even an old goal below the bounds

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from profiles._bindings import using
 from profiles._definitions import own_structure_definitions, registry
 from profiles._invariants import register_check, registered_checks, unevaluable_invariants
 from profiles._issue import Issue, is_valid, operation_outcome
@@ -32,6 +33,7 @@ from profiles.national_identifiers import (
     is_valid_nhs_number,
     is_well_formed_cpr,
 )
+from profiles.questionnaire_response import check_questionnaire_response
 
 CANONICAL_BASE = "http://selfback.example.org/fhir/StructureDefinition/"
 PATIENT = CANONICAL_BASE + "selfback-patient"
@@ -56,6 +58,11 @@ def validate(
     ``profiles`` defaults to ``meta.profile``. The resource is not changed.
     """
     walk = Walk(options or _DEFAULT_OPTIONS)
+    with using(walk.options.validate_code):
+        return _validate(walk, resource, profiles)
+
+
+def _validate(walk: Walk, resource: Any, profiles: list[str] | None) -> list[Issue]:
     if not isinstance(resource, dict):
         walk.report("fatal", "structure", "A resource must be a JSON object", "", "json")
         return walk.issues
@@ -98,6 +105,14 @@ def known_profiles() -> list[str]:
     return registry().urls()
 
 
+def profile_type(url: str) -> str | None:
+    """The resource type a known resource profile constrains (``Patient``), else None."""
+    definition = registry().get(url)
+    if definition is None or definition.kind != "resource":
+        return None
+    return definition.type
+
+
 def our_structure_definitions() -> list[dict[str, Any]]:
     """Our StructureDefinitions (differential + generated snapshot), e.g. to serve them."""
     return [copy.deepcopy(sd) for sd in own_structure_definitions()]
@@ -122,12 +137,14 @@ __all__ = [
     "Issue",
     "ValidationOptions",
     "add_structure_definition",
+    "check_questionnaire_response",
     "is_valid",
     "is_valid_nhs_number",
     "is_well_formed_cpr",
     "known_profiles",
     "operation_outcome",
     "our_structure_definitions",
+    "profile_type",
     "register_check",
     "registered_checks",
     "unevaluable_invariants",

@@ -71,7 +71,7 @@ def binding(
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 codes.append((_text(coding.get("system")), coding["code"]))
         if not codes:
-            if strength == "required" and _bindings.value_set_codes(value_set) is not None:
+            if strength == "required" and _bindings.can_enumerate(value_set):
                 report(
                     "error",
                     "code-invalid",

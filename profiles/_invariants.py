@@ -75,6 +75,26 @@ def _nhs_number_slice(identifier: Any) -> bool:
 register_check("selfback-nhs-1", _nhs_number_slice)
 
 
+# The daily-step invariants run on every imported step count (write-time validation of
+# wearable data): native twins of their FHIRPath, which fhirpathpy takes ~0.2 ms each for.
+def _step_period_has_both_ends(observation: Any) -> bool:
+    """selfback-steps-1: an effectivePeriod has a start and an end."""
+    period = observation.get("effectivePeriod") if isinstance(observation, dict) else None
+    return not isinstance(period, dict) or ("start" in period and "end" in period)
+
+
+def _step_count_is_whole(quantity: Any) -> bool:
+    """selfback-steps-2: ``value.empty() or value.floor() = value``."""
+    value = quantity.get("value") if isinstance(quantity, dict) else None
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    return float(value).is_integer()
+
+
+register_check("selfback-steps-1", _step_period_has_both_ends)
+register_check("selfback-steps-2", _step_count_is_whole)
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     """What ``%resource`` and ``%rootResource`` are for the focus (fhirpath.html#vars)."""

@@ -22,7 +22,7 @@ StructureDefinition or of the type profile). It then checks, per FHIR R4:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,12 @@ class ValidationOptions:
       evaluated (they are counted either way, see ``unevaluable_invariants``).
     - ``no_html_in_markdown``: reject markdown with HTML tags (the HL7 validator's
       ``noHtmlInMarkdown`` option).
+    - ``validate_code``: ``(ValueSet canonical, system or None, code) -> bool | None``,
+      asked for required and extensible bindings (and ``memberOf``, slice discriminators,
+      ``answerValueSet``) whose ValueSet is not an enumerable R4 core one; ``None`` from it
+      means "cannot tell" (not checked). Default: the packaged terminology service (our
+      content and the R4 core ValueSets). ``terminology.ValueSetMembership`` makes one
+      from any ``TerminologyService`` (the server's reaches stored ValueSets).
     """
 
     unknown_extensions: str = "error"
@@ -70,6 +76,7 @@ class ValidationOptions:
     check_invariants: bool = True
     report_unevaluated: bool = True
     no_html_in_markdown: bool = False
+    validate_code: Callable[[str, str | None, str], bool | None] | None = None
 
 
 @dataclass(slots=True)
@@ -126,7 +133,19 @@ class Walk:
             )
             return
         scope = _invariants.Scope(resource, root_resource or resource)
-        for definition in (base, *profiles):
+        # A profile's snapshot is the base snapshot with the differential merged in
+        # (profiling.html#snapshot: the complete content of the structure), so a walk over
+        # a profile of this type already checks everything the base walk would: the base is
+        # walked only when no such profile is requested (halves write-time validation). A
+        # snapshot with fewer elements than the base is not complete: the base is walked too.
+        fitting = [
+            p
+            for p in profiles
+            if p.type == resource_type
+            and p.derivation == "constraint"
+            and len(p.by_id) >= len(base.by_id)
+        ]
+        for definition in (*([] if fitting else [base]), *profiles):
             if definition.type != resource_type:
                 self.report(
                     "error",

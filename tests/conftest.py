@@ -86,11 +86,15 @@ class RunningServer:
 
 
 def start_server(database_url: str, data_dir: Path, **env: str) -> RunningServer:
+    """A real server on 127.0.0.1. The REST tests run it with ``SELFBACK_AUTH=none`` (every
+    request an admin; loopback only, docs/AUTH.md); the authorization tests pass
+    ``SELFBACK_AUTH="smart"``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = data_dir / "server.log"
     environment = {
         **os.environ,
+        "SELFBACK_AUTH": "none",
         "SELFBACK_DATABASE_URL": database_url,
         "SELFBACK_DATA_DIR": str(data_dir),
         **env,

@@ -9,7 +9,7 @@ because they may wait for the database's write lock.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
@@ -17,6 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fhir_server import conformance
+from fhir_server.api.access import Gate, StoredView, authenticate, require
 from fhir_server.api.negotiation import (
     FORM,
     JSON_PATCH,
@@ -29,8 +31,9 @@ from fhir_server.api.negotiation import (
     render,
     render_value,
 )
+from fhir_server.auth.access import Deny
 from fhir_server.definitions import R4_RESOURCE_TYPES
-from fhir_server.errors import FhirError, Issue, error, not_found, operation_outcome
+from fhir_server.errors import FhirError, Issue, error, gone, not_found, operation_outcome
 from fhir_server.formats.summary import select_elements, summarize
 from fhir_server.interactions import create as create_room
 from fhir_server.interactions import delete as delete_room
@@ -38,9 +41,10 @@ from fhir_server.interactions import patch as patch_room
 from fhir_server.interactions import read as read_room
 from fhir_server.interactions import reindex as reindex_room
 from fhir_server.interactions import update as update_room
+from fhir_server.interactions.access import run_as
 from fhir_server.interactions.history import history_bundle
 from fhir_server.interactions.outcome import WriteOutcome
-from fhir_server.interactions.search import search_bundle
+from fhir_server.interactions.search import explain_allowed, search_bundle
 from fhir_server.interactions.transaction import BundleOptions, process_bundle
 from fhir_server.operations import OperationCall, find_operation, parameters_of
 from fhir_server.operations.registry import OPERATIONS
@@ -50,6 +54,7 @@ from fhir_server.validation import validate_resource
 from fhir_server.versioning import check_id, etag, http_date, now_us, parse_etag, parse_http_date
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -121,8 +126,12 @@ def if_match(request: Request) -> int | None:
     return parse_etag(value) if value else None
 
 
-def write_response(outcome: WriteOutcome, request: Request, prefs: Preferences) -> Response:
-    """http.html#create/#update: Location, ETag, Last-Modified; body per Prefer."""
+def write_response(
+    outcome: WriteOutcome, request: Request, prefs: Preferences, warnings: list[Issue] | None = None
+) -> Response:
+    """http.html#create/#update: Location, ETag, Last-Modified; body per Prefer.
+    ``warnings``: write-time validation warnings (fhir_server.conformance), listed in the
+    OperationOutcome that ``Prefer: return=OperationOutcome`` asks for."""
     stored = outcome.stored
     if stored is None:
         return Response(status_code=outcome.status)
@@ -143,26 +152,79 @@ def write_response(outcome: WriteOutcome, request: Request, prefs: Preferences) 
                     "informational",
                     f"{stored.rtype}/{stored.id} {verb} at version {stored.version}",
                     "information",
-                )
+                ),
+                *(warnings or []),
             ]
         )
         return fhir_response(render_value(body, prefs), prefs, outcome.status, headers)
     return fhir_response(render(stored.body, prefs), prefs, outcome.status, headers)
 
 
-async def run_write(request: Request, work: Callable[[WriteSession], WriteOutcome]) -> Response:
+async def run_write(
+    request: Request, gate: Gate, work: Callable[[WriteSession], WriteOutcome]
+) -> Response:
+    """Run a write with the token's access in force: the rooms ask the gate about
+    conditional criteria, the target and the new content (interactions/access.py)."""
     prefs = prefs_of(request)
-    outcome = await run_in_threadpool(state(request).repository.write, work)
-    return write_response(outcome, request, prefs)
+    outcome, warnings = await run_in_threadpool(
+        run_as,
+        gate,
+        looked_up,
+        gate,
+        state(request).repository.write,
+        conformance.with_warnings(work),
+    )
+    response = write_response(outcome, request, prefs, warnings)
+    for value in conformance.header_values(warnings):  # validation warnings, as HAPI does
+        response.headers.append(conformance.RESPONSE_HEADER, value)
+    return response
+
+
+def looked_up(gate: Gate, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` after the clinician's Consents are looked up (once per request, in
+    the worker thread, before any write transaction takes its lock)."""
+    gate.consent  # noqa: B018 - a lookup with a cache, wanted for its effect
+    return fn(*args)
+
+
+def admitted(
+    gate: Gate, interaction: str, rtype: str, id: str, stored: StoredResource | None
+) -> StoredResource:
+    """The stored resource if the token may ``interaction`` it: 403 when no scope covers
+    the type, 404 -- the very answer a missing resource gets -- when it may not see this
+    one, 410 for a deletion only when it could have seen what was deleted."""
+    gate.precheck(interaction, rtype)
+    missing = not_found(f"{rtype}/{id} is not known")
+    if stored is None:
+        gate.record(interaction, 404, rtype, "not found", resource_id=id)
+        raise missing
+    if stored.deleted:
+        repo = gate.state.repository
+        before = repo.vread(rtype, id, stored.version - 1) if stored.version > 1 else None
+        if not gate.visible_deleted(stored, before):
+            gate.record(interaction, 404, rtype, "deleted, not visible", resource_id=id)
+            raise missing
+        gate.record(interaction, 410, rtype, "deleted", resource_id=id)
+        raise gone(f"{rtype}/{id} was deleted")
+    gate.admit(interaction, stored, missing)
+    return stored
+
+
+def precheck_put(gate: Gate, rtype: str, *, chosen_id: bool) -> None:
+    """A PUT updates or, onto nothing, creates: refused up front only when neither can
+    happen (Gate.precheck_put; the rooms decide which it is)."""
+    gate.precheck_put(rtype, chosen_id=chosen_id)
 
 
 # -- instance level ------------------------------------------------------------------------
 
 
 async def read(request: Request) -> Response:
+    gate = authenticate(request, "read", request.path_params["rtype"])
     rtype = resource_type(request)
     prefs = prefs_of(request)
-    stored = read_room.read(state(request).repository, rtype, request.path_params["id"])
+    id = check_id(request.path_params["id"])
+    stored = admitted(gate, "read", rtype, id, state(request).repository.read(rtype, id))
     headers = version_headers(stored)
     # http.html#cread: conditional read answers 304 when the client's copy is current.
     none_match = request.headers.get("if-none-match")
@@ -193,21 +255,38 @@ def shaped(body: bytes, request: Request, prefs: Preferences) -> bytes:
 
 
 async def vread(request: Request) -> Response:
+    gate = authenticate(request, "vread", request.path_params["rtype"])
     rtype = resource_type(request)
     prefs = prefs_of(request)
     p = request.path_params
-    stored = read_room.vread(state(request).repository, rtype, p["id"], p["vid"])
+    gate.precheck("vread", rtype)
+    missing = not_found(f"{rtype}/{p['id']} has no version {p['vid']}")
+    repo = state(request).repository
+    try:
+        stored = read_room.vread(repo, rtype, p["id"], p["vid"])
+    except FhirError as exc:
+        if exc.status == 410:  # a deletion: answer 410 only to who could see the resource
+            current = repo.read(rtype, p["id"])
+            before = repo.vread(rtype, p["id"], int(p["vid"]) - 1) if int(p["vid"]) > 1 else None
+            if current is None or not gate.visible_deleted(current, before):
+                exc = missing
+        gate.record("vread", exc.status, rtype, str(exc), resource_id=p["id"])
+        raise exc from None
+    gate.admit("vread", stored, missing)
     return fhir_response(shaped(stored.body, request, prefs), prefs, 200, version_headers(stored))
 
 
 async def update(request: Request) -> Response:
+    gate = authenticate(request, "update", request.path_params["rtype"])
     rtype = resource_type(request)
+    precheck_put(gate, rtype, chosen_id=True)
     id = check_id(request.path_params["id"])
     resource = validate_resource(await resource_body(request), expected_type=rtype)
     expected = if_match(request)
     now = now_us()
     return await run_write(
         request,
+        gate,
         lambda s: update_room.update(
             s, rtype, id, resource, now=now, if_match=expected, validated=True
         ),
@@ -215,17 +294,21 @@ async def update(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
+    gate = authenticate(request, "delete", request.path_params["rtype"])
     rtype = resource_type(request)
+    gate.precheck("delete", rtype)
     id = request.path_params["id"]
     expected = if_match(request)
     now = now_us()
     return await run_write(
-        request, lambda s: delete_room.delete(s, rtype, id, now=now, if_match=expected)
+        request, gate, lambda s: delete_room.delete(s, rtype, id, now=now, if_match=expected)
     )
 
 
 async def patch(request: Request) -> Response:
+    gate = authenticate(request, "patch", request.path_params["rtype"])
     rtype = resource_type(request)
+    gate.precheck("patch", rtype)
     document, kind = await patch_document(request)
     expected = if_match(request)
     now = now_us()
@@ -234,10 +317,12 @@ async def patch(request: Request) -> Response:
         criteria = request.url.query
         return await run_write(
             request,
+            gate,
             lambda s: patch_room.conditional_patch(s, rtype, criteria, document, kind, now=now),
         )
     return await run_write(
         request,
+        gate,
         lambda s: patch_room.patch(s, rtype, id, document, kind, now=now, if_match=expected),
     )
 
@@ -258,24 +343,40 @@ async def patch_document(request: Request) -> tuple[Any, patch_room.PatchKind]:
 
 
 async def instance_history(request: Request) -> Response:
+    gate = authenticate(request, "history-instance", request.path_params["rtype"])
     rtype = resource_type(request)
     id = request.path_params["id"]
     check_id(id)
-    if state(request).repository.read(rtype, id) is None:
-        raise not_found(f"{rtype}/{id} is not known")
-    return await history(request, rtype, id)
+    gate.precheck("history-instance", rtype)
+    repo = state(request).repository
+    current = repo.read(rtype, id)
+    missing = not_found(f"{rtype}/{id} is not known")
+    if current is None:
+        gate.record("history-instance", 404, rtype, "not found", resource_id=id)
+        raise missing
+    if current.deleted:
+        before = repo.vread(rtype, id, current.version - 1) if current.version > 1 else None
+        if not gate.visible_deleted(current, before):
+            gate.record("history-instance", 404, rtype, "deleted, not visible", resource_id=id)
+            raise missing
+    else:
+        gate.admit("history-instance", current, missing, record=False)
+    return await history(request, gate, "history-instance", rtype, id)
 
 
 # -- type level ----------------------------------------------------------------------------
 
 
 async def create(request: Request) -> Response:
+    gate = authenticate(request, "create", request.path_params["rtype"])
     rtype = resource_type(request)
+    gate.precheck("create", rtype)
     resource = validate_resource(await resource_body(request), expected_type=rtype)
     condition = request.headers.get("if-none-exist")
     now = now_us()
     return await run_write(
         request,
+        gate,
         lambda s: create_room.create(
             s, rtype, resource, now=now, if_none_exist=condition, validated=True
         ),
@@ -283,13 +384,19 @@ async def create(request: Request) -> Response:
 
 
 async def conditional_update(request: Request) -> Response:
+    gate = authenticate(request, "update", request.path_params["rtype"])
     rtype = resource_type(request)
+    precheck_put(gate, rtype, chosen_id=False)
     resource = validate_resource(await resource_body(request), expected_type=rtype)
+    if resource.get("id") is not None:
+        # A body id is the client's choice of id should the criteria match nothing.
+        precheck_put(gate, rtype, chosen_id=True)
     criteria = request.url.query
     expected = if_match(request)
     now = now_us()
     return await run_write(
         request,
+        gate,
         lambda s: update_room.conditional_update(
             s, rtype, criteria, resource, now=now, if_match=expected, validated=True
         ),
@@ -297,65 +404,94 @@ async def conditional_update(request: Request) -> Response:
 
 
 async def conditional_delete(request: Request) -> Response:
+    gate = authenticate(request, "delete", request.path_params["rtype"])
     rtype = resource_type(request)
+    gate.precheck("delete", rtype)
     criteria = request.url.query
     now = now_us()
     return await run_write(
-        request, lambda s: delete_room.conditional_delete(s, rtype, criteria, now=now)
+        request, gate, lambda s: delete_room.conditional_delete(s, rtype, criteria, now=now)
     )
 
 
 async def type_history(request: Request) -> Response:
-    return await history(request, resource_type(request), None)
+    gate = authenticate(request, "history-type", request.path_params["rtype"])
+    return await history(request, gate, "history-type", resource_type(request), None)
 
 
 async def search_type(request: Request) -> Response:
-    return await search(request, resource_type(request), query_pairs(request))
+    gate = authenticate(request, "search-type", request.path_params["rtype"])
+    return await search(request, gate, resource_type(request), query_pairs(request))
 
 
 async def search_type_post(request: Request) -> Response:
     """POST [type]/_search with form-encoded parameters (http.html#search)."""
+    gate = authenticate(request, "search-type", request.path_params["rtype"])
     rtype = resource_type(request)
     if media_type(request.headers.get("content-type")) != FORM:
         raise error(415, "not-supported", f"POST {rtype}/_search takes {FORM}")
     form = await request.form()
     params = query_pairs(request) + [(k, str(v)) for k, v in form.multi_items()]
-    return await search(request, rtype, params)
+    return await search(request, gate, rtype, params)
 
 
 # -- system level --------------------------------------------------------------------------
 
 
 async def system_history(request: Request) -> Response:
-    return await history(request, None, None)
+    gate = authenticate(request, "history-system")
+    return await history(request, gate, "history-system", None, None)
 
 
 async def system_search(request: Request) -> Response:
-    return await search(request, None, query_pairs(request))
+    gate = authenticate(request, "search-system")
+    return await search(request, gate, None, query_pairs(request))
 
 
 async def transaction(request: Request) -> Response:
+    """batch and transaction: every entry is decided on its own -- the rooms ask the gate
+    (interactions/access.py) and a search entry gets the same restriction as a search. In
+    a transaction the first refused entry fails the whole Bundle with its status (nothing
+    is written); in a batch that entry answers with its own status."""
+    gate = authenticate(request, "batch")
     prefs = prefs_of(request)
     bundle = await resource_body(request)
+    kind = bundle.get("type") if isinstance(bundle, dict) else None
+    action = "transaction" if kind == "transaction" else "batch"
     repo = state(request).repository
+
+    def entry_search(session: WriteSession, rtype: str, query: str) -> bytes:
+        params = parse_qsl(query, keep_blank_values=True)
+        return search_bundle(
+            session.search_connection(),
+            rtype,
+            params,
+            base_url=base_url(request),
+            strict=prefs.strict,
+            secret=state(request).settings.secret_key,
+            explain=False,
+            access=gate.search_access("search-type", rtype, params),
+        )
+
     options = BundleOptions(
         base_url=base_url(request),
         now=now_us(),
         return_minimal=prefs.return_ == "minimal",
-        search=lambda session, rtype, query: search_bundle(
-            session.search_connection(),
-            rtype,
-            parse_qsl(query, keep_blank_values=True),
-            base_url=base_url(request),
-            strict=prefs.strict,
-            secret=state(request).settings.secret_key,
-        ),
+        search=entry_search,
     )
-    body = await run_in_threadpool(process_bundle, repo, bundle, options)
+    try:
+        body = await run_in_threadpool(
+            run_as, gate, looked_up, gate, process_bundle, repo, bundle, options
+        )
+    except FhirError as exc:
+        gate.record(action, exc.status, None, str(exc))
+        raise
+    gate.record(action, 200)
     return fhir_response(render(body, prefs), prefs)
 
 
 async def capabilities(request: Request) -> Response:
+    # No token needed: SMART discovery starts here (SAL-06; the CapabilityStatement is public).
     prefs = prefs_of(request)
     statement = state(request).capability_statement(base_url(request))
     return fhir_response(render(statement, prefs), prefs)
@@ -364,9 +500,16 @@ async def capabilities(request: Request) -> Response:
 # -- shared -----------------------------------------------------------------------------------
 
 
-async def history(request: Request, rtype: str | None, id: str | None) -> Response:
+async def history(
+    request: Request, gate: Gate, interaction: str, rtype: str | None, id: str | None
+) -> Response:
     prefs = prefs_of(request)
     fhir = state(request)
+    if interaction == "history-instance":
+        assert rtype is not None
+        admit = gate.history_admission("history-type", rtype)
+    else:
+        admit = gate.history_admission(interaction, rtype)
     body = history_bundle(
         fhir.repository,
         query_pairs(request),
@@ -377,18 +520,27 @@ async def history(request: Request, rtype: str | None, id: str | None) -> Respon
         now=now_us(),
         default_count=fhir.settings.default_page_size,
         max_count=fhir.settings.max_page_size,
+        admit=admit,
     )
+    gate.record(interaction, 200, rtype, resource_id=id, query=request.url.query or None)
     return fhir_response(render(body, prefs), prefs)
 
 
 async def search(
     request: Request,
+    gate: Gate,
     rtype: str | None,
     params: list[tuple[str, str]],
     compartment: tuple[str, str] | None = None,
 ) -> Response:
+    """A search with the token's restriction pushed into its SQL (search/restriction.py)."""
     prefs = prefs_of(request)
     repo = state(request).repository
+    interaction = "search-type" if rtype else "search-system"
+    access = gate.search_access(interaction, rtype, params)
+    # _explain shows SQL and plans: an opt-in of the installation AND an admin or a
+    # system/ client that may write (docs/AUTH.md).
+    explain = gate.may_explain and explain_allowed()
 
     def page() -> bytes:
         with repo.reading() as conn:
@@ -400,10 +552,15 @@ async def search(
                 strict=prefs.strict,
                 secret=state(request).settings.secret_key,
                 compartment=compartment,
+                registry=repo.search_registry(conn),
+                explain=explain,
+                access=access,
             )
 
     # A search may count a million rows: off the event loop, unlike a primary-key read.
     body = await run_in_threadpool(page)
+    query = "&".join(f"{k}={v}" for k, v in params)[:2000] or None
+    gate.record(interaction, 200, rtype, query=query)
     return fhir_response(render(body, prefs), prefs)
 
 
@@ -420,19 +577,23 @@ def compartment_of(request: Request) -> tuple[tuple[str, str], str | None]:
 
 
 async def search_compartment(request: Request) -> Response:
-    """GET [Compartment]/[id]/[type] and [Compartment]/[id]/* (http.html#search)."""
+    """GET [Compartment]/[id]/[type] and [Compartment]/[id]/* (http.html#search): the
+    token's restriction applies as on any search, so another patient's compartment
+    answers an empty Bundle."""
+    gate = authenticate(request, "search-type")
     compartment, rtype = compartment_of(request)
-    return await search(request, rtype, query_pairs(request), compartment)
+    return await search(request, gate, rtype, query_pairs(request), compartment)
 
 
 async def search_compartment_post(request: Request) -> Response:
     """POST [Compartment]/[id]/[type]/_search, form-encoded (http.html#search)."""
+    gate = authenticate(request, "search-type")
     compartment, rtype = compartment_of(request)
     if media_type(request.headers.get("content-type")) != FORM:
         raise error(415, "not-supported", f"POST {request.url.path} takes {FORM}")
     form = await request.form()
     params = query_pairs(request) + [(k, str(v)) for k, v in form.multi_items()]
-    return await search(request, rtype, params, compartment)
+    return await search(request, gate, rtype, params, compartment)
 
 
 async def reindex_system(request: Request) -> Response:
@@ -444,8 +605,11 @@ async def reindex_type(request: Request) -> Response:
 
 
 async def reindex(request: Request, rtype: str | None) -> Response:
-    """POST [base]/$reindex, [base]/[type]/$reindex (interactions/reindex.py); admin only
-    once authorization exists."""
+    """POST [base]/$reindex, [base]/[type]/$reindex (interactions/reindex.py): admins and
+    system/ clients with a write scope only (it rewrites every index row)."""
+    gate = authenticate(request, "operation", rtype)
+    require(gate.may_administer, gate, "operation", rtype, "$reindex is for administrators")
+    gate.record("operation", 200, rtype, operation="reindex")
     prefs = prefs_of(request)
     batch = reindex_room.batch_size(request.query_params.get("batchSize"))
     repo = state(request).repository
@@ -457,7 +621,13 @@ async def reindex(request: Request, rtype: str | None) -> Response:
 
 
 async def operation(request: Request) -> Response:
-    """[base]/$op, [base]/[type]/$op, [base]/[type]/[id]/$op, dispatched by name."""
+    """[base]/$op, [base]/[type]/$op, [base]/[type]/[id]/$op, dispatched by name.
+
+    Access: an instance-level operation needs ``read`` on its target (404 as for a read),
+    and ``update`` too when the operation changes state; a type-level one needs some scope
+    on the type; a system-level one that changes state needs an admin or a system/ write
+    scope. Whatever an operation writes is decided like any write (write.py)."""
+    gate = authenticate(request, "operation", request.path_params.get("rtype"))
     prefs = prefs_of(request)
     p = request.path_params
     rtype = resource_type(request) if "rtype" in p else None
@@ -485,10 +655,45 @@ async def operation(request: Request) -> Response:
         now=now_us(),
     )
     found = find_operation(OPERATIONS, call)
-    result = await run_in_threadpool(found.run, state(request).repository, call)
+    authorize_operation(gate, found.changes_state, call)
+    try:
+        result = await run_in_threadpool(
+            run_as, gate, looked_up, gate, found.run, state(request).repository, call
+        )
+    except FhirError as exc:
+        gate.record("operation", exc.status, rtype, str(exc), operation=call.name)
+        raise
+    gate.record("operation", result.status, rtype, resource_id=id, operation=call.name)
     body = result.body if isinstance(result.body, bytes) else None
     rendered = render(body, prefs) if body is not None else render_value(result.body, prefs)  # type: ignore[arg-type]
     return fhir_response(rendered, prefs, result.status)
+
+
+def authorize_operation(gate: Gate, changes_state: bool, call: OperationCall) -> None:
+    rtype, name = call.rtype, call.name
+    if call.level == "instance":
+        assert rtype is not None and call.id is not None
+        stored = admitted(gate, "read", rtype, call.id, gate.state.repository.read(rtype, call.id))
+        if changes_state:
+            decision = gate.decide("update", rtype, StoredView(stored))
+            if isinstance(decision, Deny):
+                gate.record("operation", 403, rtype, decision.reason, operation=name)
+                raise gate.forbidden(decision.reason)
+    elif call.level == "type":
+        assert rtype is not None
+        require(
+            any(s.allows(rtype, p) for s in gate.claims.scopes.resources for p in "cruds"),
+            gate,
+            "operation",
+            rtype,
+            f"${name} needs a scope on {rtype}",
+        )
+    elif changes_state:
+        require(gate.may_administer, gate, "operation", None, f"${name} is for administrators")
+    else:
+        require(
+            bool(gate.claims.scopes.resources), gate, "operation", None, f"${name} needs a scope"
+        )
 
 
 def error_response(exc: FhirError, request: Request) -> Response:

@@ -25,6 +25,9 @@ Rules, each from the SMART App Launch 2.2 scopes page unless marked:
 - ``user/`` scopes reach a patient's data only while that patient's Consent permits the
   user (issue 4, SEC-02); the ``consent`` callback answers that. Admins are not confined.
 - ``system/`` scopes are limited by their scope only.
+- [D] update as create under a client-chosen id (http.html#upsert) only for a scope that
+  sees every resource of the type (:func:`creates_at_chosen_id`); a confined token would
+  otherwise tell hidden ids (404) from free ones (201) -- issue 4 item 7.
 - AuditEvent is append-only; it is read only with a system scope or by an admin (issue 4).
 - a signed-in patient cannot change identifiers or security labels (issue 4, OWASP API3).
 """
@@ -34,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from fhir_server.auth.claims import ADMIN, PATIENT, Claims
 from fhir_server.auth.compartment import PATIENT_COMPARTMENT
@@ -94,6 +98,10 @@ SHARED_TYPES = frozenset(
 )
 # In the R4 patient compartment, but reveal other patients (Group.member, Patient.link).
 PATIENT_SCOPE_EXCLUDED = frozenset({"Group"})
+# The patient-compartment parameters per type, as the subsets extraction is asked for.
+_COMPARTMENT_PARAMS: dict[str, frozenset[str]] = {
+    rtype: frozenset(params) for rtype, params in PATIENT_COMPARTMENT.items()
+}
 AUDIT_EVENT = "AuditEvent"
 
 
@@ -182,6 +190,64 @@ def decide(
     return _decide_search(claims, resource_type, scopes, consent)
 
 
+def precheck(claims: Claims, interaction: str, resource_type: str) -> Deny | None:
+    """The 403 an interaction on ``resource_type`` gets whatever the resource: no granted
+    scope covers it, a policy forbids the type, or every covering scope is a patient/
+    scope that can never reach the type (e.g. Group). None when some resource of the type
+    may be allowed; the caller then decides on the resource itself (or answers 404 when
+    there is none), so a 403 never depends on whether a resource exists."""
+    needed = PERMISSIONS.get(interaction)
+    if needed is None:
+        return Deny(403, f"interaction {interaction!r} is not covered by any scope")
+    policy = _policy(claims, interaction, resource_type, None, None)
+    if policy is not None:
+        return policy
+    scopes = [s for s in claims.scopes.resources if all(s.allows(resource_type, p) for p in needed)]
+    if not scopes:
+        return Deny(403, f"no granted scope allows {interaction} on {resource_type}")
+    if not any(_search_bases(claims, resource_type, s, NoConsent()) is not None for s in scopes):
+        return Deny(403, f"{resource_type} is out of reach of the granted patient scopes")
+    return None
+
+
+def creates_at_chosen_id(claims: Claims, resource_type: str) -> bool:
+    """May an update create ``resource_type`` under an id the client chose (http.html#
+    upsert, "update as create")?
+
+    Only when some scope with ``c`` on the type sees every resource of it: then no stored
+    resource can be hidden under that id. A token confined to compartments (patient/
+    scopes, user/ scopes of a non-admin, on a type of the patient compartment or Patient)
+    or by a query scope would otherwise learn that an id it was refused (404) exists
+    while a free id answers 201 -- the existence leak issue 4 item 7 forbids. Such a
+    client creates with POST, where the server assigns the id (http.html#create)."""
+    if _policy(claims, "create", resource_type, None, None) is not None:
+        return False
+    return any(
+        scope.allows(resource_type, "c") and _sees_every(claims, scope, resource_type)
+        for scope in claims.scopes.resources
+    )
+
+
+def confined(claims: Claims, resource_type: str) -> bool:
+    """Does some scope on ``resource_type`` see only part of it (a compartment, a
+    query)? Then a 404 may stand for a hidden resource, and every answer about an id
+    must look the same whether it exists or not."""
+    return any(
+        scope.resource_type in ("*", resource_type)
+        and not _sees_every(claims, scope, resource_type)
+        for scope in claims.scopes.resources
+    )
+
+
+def _sees_every(claims: Claims, scope: ResourceScope, resource_type: str) -> bool:
+    if scope.query:
+        return False
+    if scope.context == "system":
+        return True
+    confinable = resource_type in PATIENT_COMPARTMENT or resource_type == "Patient"
+    return scope.context == "user" and (claims.role == ADMIN or not confinable)
+
+
 # -- rules that hold whatever the scopes say --------------------------------------------------
 
 
@@ -233,7 +299,7 @@ def _decide_instance(
         return Deny(403, f"{interaction} on {resource_type} needs the resource to decide")
     refusals: list[Deny] = []
     for scope in scopes:
-        if scope.query and not matches_query(resource, scope.query):
+        if scope.query and not matches_query(resource, decoded_query(scope.query)):
             code = 403 if interaction == "create" else 404
             refusals.append(Deny(code, f"this {resource_type} is outside the query of {scope}"))
             continue
@@ -294,10 +360,12 @@ def compartment_patients(resource: Mapping[str, Any]) -> frozenset[str]:
     if rtype == "Patient":
         rid = resource.get("id")
         return frozenset({rid}) if isinstance(rid, str) else frozenset()
-    params = PATIENT_COMPARTMENT.get(rtype) if isinstance(rtype, str) else None
+    params = _COMPARTMENT_PARAMS.get(rtype) if isinstance(rtype, str) else None
     if not params:
         return frozenset()
-    rows = extract_index_rows(dict(resource))["sp_reference"]
+    # Only the compartment's own reference parameters are extracted (a few instead of
+    # the type's 20-odd): the same extractors, so the same rows as a full extraction.
+    rows = extract_index_rows(dict(resource), only=params)["sp_reference"]
     return frozenset(
         str(row["target_id"])
         for row in rows
@@ -321,8 +389,9 @@ def _decide_search(
         if bases is None:
             continue
         reachable = True
+        query = decoded_query(scope.query)
         for base in bases:
-            alternatives.append(tuple(sorted(set(base) | set(scope.query))))
+            alternatives.append(tuple(sorted(set(base) | set(query))))
     if not reachable:
         return Deny(403, f"{resource_type} cannot be searched with the granted scopes")
     if () in alternatives:
@@ -397,6 +466,16 @@ def _decide_system(
 
 
 # -- matching a query scope against one resource ---------------------------------------------------
+
+
+def decoded_query(query: Iterable[tuple[str, str]]) -> Condition:
+    """A query scope's pairs with their values percent-decoded, once, for both uses (the
+    Filter of a search and the match on one resource). A scope travels as written in the
+    scope string, where a value may be percent-encoded (``category=http%3A%2F%2F...%7C
+    survey`` and SMART's own ``category=http://terminology.hl7.org/CodeSystem/
+    observation-category|survey`` must select the same resources); search parameters are
+    matched decoded (RFC 3986 section 2.1)."""
+    return tuple((name, unquote(value)) for name, value in query)
 
 
 def matches_query(resource: Mapping[str, Any], query: Iterable[tuple[str, str]]) -> bool:

@@ -33,7 +33,8 @@ from starlette.responses import HTMLResponse, Response
 
 from fhir_server.auth import pages
 from fhir_server.auth.accounts import Account, AccountError, normalise_phone
-from fhir_server.auth.claims import PATIENT
+from fhir_server.auth.auditing import person, record_login
+from fhir_server.auth.claims import PATIENT, Claims
 from fhir_server.auth.credentials import digest, new_secret, same
 from fhir_server.auth.grants import Approval
 from fhir_server.auth.login import Login, mask_phone
@@ -182,13 +183,22 @@ class AuthorizeEndpoint:
             account = self.services.accounts.by_fhir_user(practitioner) if practitioner else None
             state["launch_hash"] = launch.launch_hash
             state["launch"] = launch.context
+            role = account.role if account and account.role != PATIENT else "practitioner"
             self._signed_in(
                 state,
                 subject=account.account_id if account else None,
-                role=account.role if account and account.role != PATIENT else "practitioner",
+                role=role,
                 fhir_user=practitioner,
                 display=practitioner or "",
             )
+            who = person(
+                client.get_client_id(),
+                subject=account.account_id if account else None,
+                role=role,
+                fhir_user=practitioner,
+                patient=launch.context.get("patient"),
+            )
+            self._audit_login(request, client.get_client_id(), 200, "EHR launch", who)
         params = dict(request.payload.data)
         flow = self.flows.create(params, state)
         secure = request.fhir_base.startswith("https:")
@@ -266,6 +276,8 @@ class AuthorizeEndpoint:
         if error is None:
             flow.state["step"] = "phone"
             self.flows.save(flow)
+        else:
+            self._audit_login(request, flow, 400, f"activation code refused ({error})")
         return html(self._render(flow, error), status=200 if error is None else 400)
 
     def _phone(self, flow: Flow, request: HttpRequest, step: Step) -> Response:
@@ -278,6 +290,7 @@ class AuthorizeEndpoint:
         if onboarding:
             owner = self.services.accounts.by_phone(phone)
             if owner is not None and owner.fhir_user != f"Patient/{flow.state['patient_id']}":
+                self._audit_login(request, flow, 400, "phone refused (error_phone_taken)")
                 return html(self._render(flow, "error_phone_taken"), status=400)
             deliver = True
         else:
@@ -287,15 +300,15 @@ class AuthorizeEndpoint:
         error = self.login.send_code(
             phone, request.client_ip, flow.key, flow.state, deliver=deliver
         )
+        status = 200 if error is None else 429 if error and "throttled" in error else 400
         if error is None:
             flow.state["step"] = "otp"
             self.flows.save(flow)
-        elif flow.state["step"] == "start" and not onboarding:
-            flow.state.pop("mode", None)
-        return html(
-            self._render(flow, error),
-            status=200 if error is None else 429 if "throttled" in error else 400,
-        )
+        else:
+            self._audit_login(request, flow, status, f"SMS code not sent ({error})")
+            if flow.state["step"] == "start" and not onboarding:
+                flow.state.pop("mode", None)
+        return html(self._render(flow, error), status=status)
 
     def _resend(self, flow: Flow, request: HttpRequest, step: Step) -> Response:
         phone = flow.state.get("phone")
@@ -310,6 +323,8 @@ class AuthorizeEndpoint:
             phone, request.client_ip, flow.key, flow.state, deliver=deliver
         )
         self.flows.save(flow)
+        if error is not None:
+            self._audit_login(request, flow, 429, f"SMS code not sent ({error})")
         return html(self._render(flow, error), status=200 if error is None else 429)
 
     def _otp(self, flow: Flow, request: HttpRequest, step: Step) -> Response:
@@ -318,6 +333,7 @@ class AuthorizeEndpoint:
         error = self.login.check_code(step.form.get("otp", ""), flow.key, flow.state)
         if error is not None:
             self.flows.save(flow)
+            self._audit_login(request, flow, 400, f"SMS code refused ({error})")
             return html(self._render(flow, error), status=400)
         phone = flow.state["phone"]
         account: Account | None
@@ -332,11 +348,13 @@ class AuthorizeEndpoint:
                 key = "error_phone_taken" if str(exc) == "phone-taken" else "error_activation_used"
                 flow.state["step"] = "start"
                 self.flows.save(flow)
+                self._audit_login(request, flow, 400, f"activation refused ({key})")
                 return html(self._render(flow, key), status=400)
             log.info("patient account %s activated for %s", account.account_id, account.fhir_user)
         else:
             account = self.services.accounts.by_phone(phone)
             if account is None or account.role != PATIENT or account.disabled:
+                self._audit_login(request, flow, 400, "no active patient account for the phone")
                 return html(self._render(flow, "error_otp_invalid"), status=400)
         self._signed_in(
             flow.state,
@@ -346,6 +364,8 @@ class AuthorizeEndpoint:
             display=mask_phone(phone),
         )
         self.flows.save(flow)
+        how = "activation" if flow.state.get("mode") == "onboarding" else "SMS code"
+        self._audit_login(request, flow, 200, f"signed in ({how})", self._who(flow))
         return html(self._render(flow))
 
     def _password(self, flow: Flow, request: HttpRequest, step: Step) -> Response:
@@ -355,7 +375,12 @@ class AuthorizeEndpoint:
             step.form.get("username", ""), step.form.get("password", ""), request.client_ip
         )
         if isinstance(result, str):
-            return html(self._render(flow, result), status=429 if "locked" in result else 400)
+            status = 429 if "locked" in result else 400
+            username = step.form.get("username", "")[:64]
+            self._audit_login(
+                request, flow, status, f"password refused for '{username}' ({result})"
+            )
+            return html(self._render(flow, result), status=status)
         self._signed_in(
             flow.state,
             subject=result.account_id,
@@ -364,7 +389,34 @@ class AuthorizeEndpoint:
             display=result.username or result.fhir_user or "",
         )
         self.flows.save(flow)
+        self._audit_login(request, flow, 200, "signed in (password)", self._who(flow))
         return html(self._render(flow))
+
+    # -- the audit trail (docs/AUTH.md, "Audit") -------------------------------------------
+
+    def _audit_login(
+        self,
+        request: HttpRequest,
+        flow: Flow | str | None,
+        status: int,
+        reason: str,
+        who: Claims | None = None,
+    ) -> None:
+        client_id = flow.params.get("client_id") if isinstance(flow, Flow) else flow
+        record_login(
+            self.services.audit, request, client_id=client_id, status=status, reason=reason, who=who
+        )
+
+    @staticmethod
+    def _who(flow: Flow) -> Claims:
+        user = flow.state["user"]
+        return person(
+            flow.params.get("client_id", ""),
+            subject=user["subject"],
+            role=user["role"],
+            fhir_user=user["fhir_user"],
+            patient=flow.state.get("patient"),
+        )
 
     # -- consent ---------------------------------------------------------------------------
 

@@ -1,79 +1,19 @@
-"""The FHIR R4 Patient compartment: which search parameters put a resource in it.
+"""The FHIR R4 Patient compartment, as the access decision reads it: which search
+parameters put a resource in it.
 
-Data, copied from CompartmentDefinition/patient in the R4 (4.0.1) core definitions
-(profiles-resources.json, compartmentdefinition-patient.html). A resource of type T is in
-Patient/p's compartment when one of PATIENT_COMPARTMENT[T] references Patient/p; the
-Patient resource itself is in its own compartment. Types not listed are in no patient's
-compartment.
+Derived from the search package's CompartmentDefinitions (``fhir_server/search/
+compartments.json``, generated from CompartmentDefinition/patient of R4 4.0.1), so search
+and access control cannot disagree. A resource of type T is in Patient/p's compartment
+when one of PATIENT_COMPARTMENT[T] references Patient/p; the Patient resource itself is in
+its own compartment. Types not listed are in no patient's compartment.
 """
 
 from __future__ import annotations
 
+from fhir_server.search.compartments import compartments
+
+_PATIENT = compartments()["Patient"]
+
 PATIENT_COMPARTMENT: dict[str, tuple[str, ...]] = {
-    "Account": ("subject",),
-    "AdverseEvent": ("subject",),
-    "AllergyIntolerance": ("patient", "recorder", "asserter"),
-    "Appointment": ("actor",),
-    "AppointmentResponse": ("actor",),
-    "AuditEvent": ("patient",),
-    "Basic": ("patient", "author"),
-    "BodyStructure": ("patient",),
-    "CarePlan": ("patient", "performer"),
-    "CareTeam": ("patient", "participant"),
-    "ChargeItem": ("subject",),
-    "Claim": ("patient", "payee"),
-    "ClaimResponse": ("patient",),
-    "ClinicalImpression": ("subject",),
-    "Communication": ("subject", "sender", "recipient"),
-    "CommunicationRequest": ("subject", "sender", "recipient", "requester"),
-    "Composition": ("subject", "author", "attester"),
-    "Condition": ("patient", "asserter"),
-    "Consent": ("patient",),
-    "Coverage": ("policy-holder", "subscriber", "beneficiary", "payor"),
-    "CoverageEligibilityRequest": ("patient",),
-    "CoverageEligibilityResponse": ("patient",),
-    "DetectedIssue": ("patient",),
-    "DeviceRequest": ("subject", "performer"),
-    "DeviceUseStatement": ("subject",),
-    "DiagnosticReport": ("subject",),
-    "DocumentManifest": ("subject", "author", "recipient"),
-    "DocumentReference": ("subject", "author"),
-    "Encounter": ("patient",),
-    "EnrollmentRequest": ("subject",),
-    "EpisodeOfCare": ("patient",),
-    "ExplanationOfBenefit": ("patient", "payee"),
-    "FamilyMemberHistory": ("patient",),
-    "Flag": ("patient",),
-    "Goal": ("patient",),
-    "Group": ("member",),
-    "ImagingStudy": ("patient",),
-    "Immunization": ("patient",),
-    "ImmunizationEvaluation": ("patient",),
-    "ImmunizationRecommendation": ("patient",),
-    "Invoice": ("subject", "patient", "recipient"),
-    "List": ("subject", "source"),
-    "MeasureReport": ("patient",),
-    "Media": ("subject",),
-    "MedicationAdministration": ("patient", "performer", "subject"),
-    "MedicationDispense": ("subject", "patient", "receiver"),
-    "MedicationRequest": ("subject",),
-    "MedicationStatement": ("subject",),
-    "MolecularSequence": ("patient",),
-    "NutritionOrder": ("patient",),
-    "Observation": ("subject", "performer"),
-    "Patient": ("link",),
-    "Person": ("patient",),
-    "Procedure": ("patient", "performer"),
-    "Provenance": ("patient",),
-    "QuestionnaireResponse": ("subject", "author"),
-    "RelatedPerson": ("patient",),
-    "RequestGroup": ("subject", "participant"),
-    "ResearchSubject": ("individual",),
-    "RiskAssessment": ("subject",),
-    "Schedule": ("actor",),
-    "ServiceRequest": ("subject", "performer"),
-    "Specimen": ("subject",),
-    "SupplyDelivery": ("patient",),
-    "SupplyRequest": ("subject",),
-    "VisionPrescription": ("patient",),
+    rtype: _PATIENT.params_for(rtype) for rtype in _PATIENT.types if _PATIENT.params_for(rtype)
 }

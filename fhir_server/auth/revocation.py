@@ -33,3 +33,4 @@ class SmartRevocationEndpoint(RevocationEndpoint):
 
     def revoke_token(self, token: Token, request: HttpRequest) -> None:
         self.server.services.tokens.revoke_grant(token.grant.grant_id)
+        request.revoked = token.claims()  # whose grant ended, for the audit trail

@@ -30,6 +30,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from fhir_server.audit.records import AccessRecord
+from fhir_server.auth.auditing import record_token_endpoint
 from fhir_server.auth.authorize import COOKIE, AuthorizeEndpoint, Step
 from fhir_server.auth.claims import Claims
 from fhir_server.auth.discovery import openid_configuration, smart_configuration
@@ -46,6 +48,7 @@ from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.errors import error as fhir_error
 from fhir_server.server_state import ServerState
 from fhir_server.storage.repository import Repository
+from fhir_server.versioning import now_us
 
 log = logging.getLogger("selfback.auth")
 
@@ -225,15 +228,39 @@ async def _token_endpoint(request: Request, path: str, call: Any) -> Response:
     try:
         pairs = await read_form(request)
     except BadForm as exc:
-        return _with_cors(request, auth, [], oauth_error(400, "invalid_request", str(exc)))
+        refused = oauth_error(400, "invalid_request", str(exc))
+        _audit_token_endpoint(auth, path, http_request(request, [], path), refused)
+        return _with_cors(request, auth, [], refused)
     prepared = http_request(request, pairs, path)
+    response: Response = await run_in_threadpool(_answer_token_endpoint, auth, path, call, prepared)
+    return _with_cors(request, auth, pairs, response)
+
+
+def _answer_token_endpoint(auth: AuthApp, path: str, call: Any, prepared: HttpRequest) -> Response:
+    """authlib's answer, recorded in the audit trail (in the thread pool: resolving the
+    issued token to its claims for the record reads the database)."""
     try:
-        response: Response = await run_in_threadpool(call, auth.server, prepared)
+        response: Response = call(auth.server, prepared)
     except ValueError as exc:
         if not _undescribable(exc):
             raise
         response = oauth_error(400, "invalid_request", "The request is malformed.")
-    return _with_cors(request, auth, pairs, response)
+    _audit_token_endpoint(auth, path, prepared, response)
+    return response
+
+
+def _audit_token_endpoint(
+    auth: AuthApp, path: str, prepared: HttpRequest, response: Response
+) -> None:
+    services = auth.services
+    record_token_endpoint(
+        services.audit,
+        path,
+        prepared,
+        response.status_code,
+        bytes(response.body),
+        services.tokens.claims,
+    )
 
 
 def _undescribable(exc: ValueError) -> bool:
@@ -317,11 +344,40 @@ def _bearer(request: Request) -> str | None:
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 
+def _audit(
+    auth: AuthApp,
+    request: Request,
+    action: str,
+    status: int,
+    claims: Claims | None,
+    reason: str,
+    *,
+    patient: str | None = None,
+    resource: tuple[str, str] | None = None,
+) -> None:
+    """One launch or activation-code answer, recorded in the audit trail."""
+    auth.services.audit.record(
+        AccessRecord(
+            action=action,
+            outcome=status,
+            at_us=now_us(),
+            claims=claims,
+            client_id=claims.client_id if claims else None,
+            resource_type=resource[0] if resource else None,
+            resource_id=resource[1] if resource else None,
+            patient_ids=(patient,) if patient else (),
+            client_ip=client_ip(request),
+            reason=reason,
+        )
+    )
+
+
 async def create_launch(request: Request) -> Response:
     auth = _auth(request)
     presented = _bearer(request)
     claims = await run_in_threadpool(auth.claims, presented) if presented else None
     if claims is None:
+        _audit(auth, request, "launch", 401, None, "no valid bearer token")
         return oauth_error(
             401,
             "invalid_token",
@@ -329,17 +385,29 @@ async def create_launch(request: Request) -> Response:
             {"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     if EHR_LAUNCH_SCOPE not in claims.scopes:
+        _audit(auth, request, "launch", 403, claims, f"the token lacks {EHR_LAUNCH_SCOPE}")
         return oauth_error(
             403,
             "insufficient_scope",
             f"Creating launch contexts needs the {EHR_LAUNCH_SCOPE} scope.",
             {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{EHR_LAUNCH_SCOPE}"'},
         )
+    body: dict[str, Any] = {}
     try:
         body = await _json_or_form(request)
-        return await run_in_threadpool(_create_launch, auth, claims, body, fhir_base(request))
+        response = await run_in_threadpool(_create_launch, auth, claims, body, fhir_base(request))
+        reason = f"launch context for {body.get('fhirUser') or body.get('practitioner')}"
+        if body.get("client_id"):
+            reason += f" with client {body.get('client_id')}"
     except (BadForm, LaunchError) as exc:
-        return oauth_error(400, "invalid_request", str(exc))
+        response = oauth_error(400, "invalid_request", str(exc))
+        reason = str(exc)
+    try:
+        patient = _id_of(body.get("patient"), "Patient")
+    except LaunchError:
+        patient = None
+    _audit(auth, request, "launch", response.status_code, claims, reason, patient=patient)
+    return response
 
 
 async def _json_or_form(request: Request) -> dict[str, Any]:
@@ -440,11 +508,22 @@ async def activation_code(request: Request) -> Response:
     auth = _auth(request)
     presented = _bearer(request)
     claims = await run_in_threadpool(auth.claims, presented) if presented else None
+    patient_id = request.path_params["id"]
+    target = patient_id if _FHIR_ID.match(patient_id) else None
+    resource = ("Patient", target) if target else None
+
+    def audit(status: int, who: Claims | None, reason: str) -> None:
+        _audit(
+            auth, request, "activation-code", status, who, reason, patient=target, resource=resource
+        )
+
     if claims is None:
+        audit(401, None, "no valid bearer token")
         problem = fhir_error(401, "login", "A valid bearer token is required")
         problem.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return _outcome(problem)
     if ACTIVATION_SCOPE not in claims.scopes:
+        audit(403, claims, f"the token lacks {ACTIVATION_SCOPE}")
         problem = fhir_error(
             403, "forbidden", f"Creating activation codes needs the {ACTIVATION_SCOPE} scope"
         )
@@ -457,13 +536,20 @@ async def activation_code(request: Request) -> Response:
         try:
             ttl = _validity(await _json_or_form(request))
         except (BadForm, FhirError) as exc:
-            return _outcome(
-                exc if isinstance(exc, FhirError) else fhir_error(400, "invalid", str(exc))
-            )
-    patient_id = request.path_params["id"]
-    if not _FHIR_ID.match(patient_id):
+            problem = exc if isinstance(exc, FhirError) else fhir_error(400, "invalid", str(exc))
+            audit(problem.status, claims, "; ".join(i.diagnostics for i in problem.issues))
+            return _outcome(problem)
+    if target is None:
+        audit(404, claims, "not a valid Patient id")
         return _outcome(fhir_error(404, "not-found", "No Patient has that id"))
-    return await run_in_threadpool(_activation_code, auth, claims, patient_id, ttl)
+    response: Response = await run_in_threadpool(_activation_code, auth, claims, patient_id, ttl)
+    reason = (
+        f"activation code issued, valid {ttl // 3600} h"
+        if response.status_code < 400
+        else f"Patient/{patient_id} is not known"
+    )
+    audit(response.status_code, claims, reason)
+    return response
 
 
 def _validity(body: dict[str, Any]) -> int:
@@ -522,6 +608,7 @@ def mount_auth(app: FastAPI, state: ServerState) -> AuthApp:
     """Add the authorization server to ``app`` (as ``app.state.auth``). Its routes go
     first, so ``/fhir/.well-known/...`` is not taken for a read of type ``.well-known``."""
     auth = AuthApp(state.settings, state.repository)
+    auth.services.audit = state.audit
     app.state.auth = auth
     app.router.routes[0:0] = ROUTES
     return auth

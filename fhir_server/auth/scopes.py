@@ -170,7 +170,11 @@ def parse(scope: str | Iterable[str] | None) -> Scopes:
     resources: list[ResourceScope] = []
     others: set[str] = set()
     for word in words:
-        if word in SPECIAL_SCOPES or is_custom(word):
+        # A query scope's value may hold a URI (SMART's own example is
+        # "patient/Observation.rs?category=http://...|laboratory"): it is a resource
+        # scope, not a custom URI scope.
+        resource_like = word.startswith(tuple(f"{c}/" for c in CONTEXTS))
+        if word in SPECIAL_SCOPES or (is_custom(word) and not resource_like):
             others.add(word)
             continue
         parsed = parse_resource_scope(word)

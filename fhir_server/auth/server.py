@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -26,6 +26,8 @@ from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from starlette.responses import Response
 
+from fhir_server.audit.records import AuditSink
+from fhir_server.audit.trail import DisabledAudit
 from fhir_server.auth.accounts import Accounts
 from fhir_server.auth.clients import Client, ClientKeySets, ClientRegistry
 from fhir_server.auth.credentials import new_secret
@@ -68,6 +70,9 @@ class AuthServices:
     rate_limits: RateLimits
     limits: Limits
     sms: SmsSender
+    # Sign-ins, token requests, introspection, revocation, launches and activation codes
+    # are recorded here (fhir_server.audit); mount_auth hands it the server's trail.
+    audit: AuditSink = field(default_factory=DisabledAudit)
 
     @classmethod
     def build(cls, settings: Settings, repository: Repository) -> AuthServices:
@@ -140,6 +145,8 @@ class HttpRequest(OAuth2Request):
         self.client_ip = client_ip
         self.grant_id: str | None = None  # the grant the tokens being issued belong to
         self.launch_context: Any = None  # set while validating an EHR launch
+        self.issued_access_token: str | None = None  # for the audit record of a token issue
+        self.revoked: Any = None  # the Claims of a grant revoked, for its audit record
 
     @property
     def args(self) -> dict[str, str]:
@@ -229,6 +236,7 @@ class SmartAuthorizationServer(AuthorizationServer):
             refresh_token=token.get("refresh_token"),
             refresh_ttl=refresh_ttl,
         )
+        request.issued_access_token = token["access_token"]
 
     # -- tokens ----------------------------------------------------------------------------
 

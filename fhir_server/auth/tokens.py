@@ -30,6 +30,12 @@ from fhir_server.storage.database import Database
 ACCESS = "access"
 REFRESH = "refresh"
 _PURGE_EVERY = 600.0  # seconds between clean-ups of dead codes and tokens, per process
+# The resource server resolves a bearer token on every FHIR request. A short in-process
+# cache saves that database round trip; every revocation made by this process clears it,
+# so here revocation takes effect on the next request, and a revocation made by another
+# process within CLAIMS_CACHE_SECONDS (docs/AUTH.md, "Enforcement on /fhir").
+CLAIMS_CACHE_SECONDS = 2.0
+CLAIMS_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +168,12 @@ class TokenStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._purged_at = 0.0
+        # token digest -> (claims, monotonic time cached); see CLAIMS_CACHE_SECONDS
+        self._claims: dict[str, tuple[Claims, float]] = {}
+
+    def forget_claims(self) -> None:
+        """Drop every cached token: called by each revocation this process makes."""
+        self._claims = {}
 
     # -- grants and codes -------------------------------------------------------------
 
@@ -271,6 +283,7 @@ class TokenStore:
             if result.rowcount == 1:
                 return True
             _revoke_grant(conn, code.grant.grant_id, now)
+        self.forget_claims()
         return False
 
     # -- tokens ------------------------------------------------------------------------
@@ -399,11 +412,27 @@ class TokenStore:
         )
 
     def claims(self, access_token: str) -> Claims | None:
-        """The claims of an active access token, or None: what the FHIR API checks."""
+        """The claims of an active access token, or None: what the FHIR API checks.
+
+        Answered from a bounded cache for up to CLAIMS_CACHE_SECONDS; expiry is checked on
+        every call, revocations in this process clear the cache (forget_claims)."""
+        if not access_token or not isinstance(access_token, str) or len(access_token) > 512:
+            return None
+        key = digest(access_token)
+        now = time.monotonic()
+        cached = self._claims.get(key)
+        if cached is not None and now - cached[1] < CLAIMS_CACHE_SECONDS:
+            claims = cached[0]
+            return claims if claims.expires_at > time.time() else None
         token = self.find(access_token, ACCESS)
         if token is None or not token.active:
+            self._claims.pop(key, None)
             return None
-        return token.claims()
+        claims = token.claims()
+        if len(self._claims) >= CLAIMS_CACHE_SIZE:
+            self._claims = {}  # bounded: start over rather than track ages
+        self._claims[key] = (claims, now)
+        return claims
 
     def claim_refresh(self, token: Token, now: int | None = None) -> bool:
         """Rotate: mark the refresh token used. False if it already was, which means it
@@ -418,11 +447,13 @@ class TokenStore:
             if result.rowcount == 1:
                 return True
             _revoke_grant(conn, token.grant.grant_id, now)
+        self.forget_claims()
         return False
 
     def revoke_grant(self, grant_id: str, now: int | None = None) -> None:
         with self.db.writer.begin() as conn:
             _revoke_grant(conn, grant_id, int(time.time()) if now is None else now)
+        self.forget_claims()
 
     def revoke_subject(self, subject: str) -> int:
         """End every grant a person holds (account disabled, consent withdrawn)."""
@@ -433,6 +464,7 @@ class TokenStore:
                 .where(auth_grant.c.subject == subject, auth_grant.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+        self.forget_claims()
         return int(result.rowcount)
 
     def purge_expired(self, now: int | None = None) -> None:

@@ -112,3 +112,44 @@ def pending_count(conn: Connection) -> int:
             select(func.count()).select_from(outbox).where(outbox.c.done_at.is_(None))
         ).scalar_one()
     )
+
+
+def schedule(
+    conn: Connection, *, topic: str, rtype: str, res_id: str, version: int, at: int, now: int
+) -> bool:
+    """Insert a ``topic`` event for (rtype, res_id, version) due at ``at``, unless one was
+    ever inserted: scheduled work is keyed by what it is about, so it is inserted once and
+    runs once however often the scheduling code runs. Answers whether a row was added.
+    The caller serialises schedulers of the same key (a lock in its transaction)."""
+    exists = conn.execute(
+        select(outbox.c.id)
+        .where(
+            outbox.c.topic == topic,
+            outbox.c.rtype == rtype,
+            outbox.c.res_id == res_id,
+            outbox.c.version == version,
+        )
+        .limit(1)
+    ).first()
+    if exists is not None:
+        return False
+    row = {**event_row(rtype, res_id, version, now), "topic": topic, "available_at": at}
+    conn.execute(INSERT_EVENTS, [row])
+    return True
+
+
+def has_pending(conn: Connection, *, topic: str, rtype: str, res_id: str) -> bool:
+    """Whether a ``topic`` event about (rtype, res_id) is still to be handled."""
+    return (
+        conn.execute(
+            select(outbox.c.id)
+            .where(
+                outbox.c.topic == topic,
+                outbox.c.rtype == rtype,
+                outbox.c.res_id == res_id,
+                outbox.c.done_at.is_(None),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )

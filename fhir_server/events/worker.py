@@ -14,7 +14,14 @@ import threading
 import uuid
 from collections.abc import Callable
 
-from fhir_server.events.outbox import OutboxEvent, claim, has_due, mark_done, mark_failed
+from fhir_server.events.outbox import (
+    RESOURCE_WRITTEN,
+    OutboxEvent,
+    claim,
+    has_due,
+    mark_done,
+    mark_failed,
+)
 from fhir_server.storage.repository import Repository, WriteSession
 from fhir_server.versioning import now_us
 
@@ -35,9 +42,12 @@ class OutboxWorker:
         lease_seconds: float = 120.0,
         batch: int = 20,
         max_attempts: int = 5,
+        topic_handlers: dict[str, Handler] | None = None,
     ) -> None:
         self.repo = repo
         self.handlers = handlers
+        # Events of other topics than resource-written (scheduled work), by topic.
+        self.topic_handlers = topic_handlers or {}
         self.name = f"worker-{uuid.uuid4().hex[:12]}"
         self.poll_seconds = poll_seconds
         self.lease_us = int(lease_seconds * 1_000_000)
@@ -64,7 +74,10 @@ class OutboxWorker:
         return len(events)
 
     def _handle(self, event: OutboxEvent, now: int) -> None:
-        handler = self.handlers.get(event.rtype)
+        if event.topic == RESOURCE_WRITTEN:
+            handler = self.handlers.get(event.rtype)
+        else:
+            handler = self.topic_handlers.get(event.topic)
         if handler is None:
             self.repo.write(lambda s: mark_done(s.conn, event.id, now, "no handler"))
             return

@@ -43,7 +43,7 @@ def capability_statement(base_url: str, *, software_date: str) -> bytes:
         if search_params:
             entry["searchParam"] = search_params
         operations = [
-            {"name": op.name, "definition": op.definition}
+            {"name": op.name, "definition": op.definition_for(rtype)}
             for op in OPERATIONS.values()
             if op.levels & {"type", "instance"} and (op.types is None or rtype in op.types)
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fhir_server.errors import precondition_failed
+from fhir_server.interactions.access import may_target
 from fhir_server.interactions.conditional import find_matches
 from fhir_server.interactions.outcome import WriteOutcome
 from fhir_server.interactions.update import check_version
@@ -18,6 +19,10 @@ def delete(
     (http.html#delete: 204 "if the resource does not exist at all")."""
     check_id(id)
     current = session.current(rtype, id)
+    if not may_target("delete", current):
+        # A resource the token cannot see is, for it, absent: the same 204 and nothing
+        # written, so a delete cannot probe for other patients' ids (docs/AUTH.md).
+        current = None
     check_version(current, if_match, rtype, id)
     if current is None or current.deleted:
         return WriteOutcome(204, None)

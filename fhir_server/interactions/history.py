@@ -6,13 +6,14 @@ cursor on (lastUpdated, history row), so pages stay stable while new versions ar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from fhir_server.errors import bad_request
 from fhir_server.interactions.bundle_json import bundle_bytes, entry_bytes
 from fhir_server.paging import decode_cursor, encode_cursor
 from fhir_server.search import dates
-from fhir_server.storage.repository import HistoryQuery, Repository
+from fhir_server.storage.repository import HistoryQuery, Repository, StoredResource
 from fhir_server.versioning import etag, instant
 
 
@@ -27,11 +28,18 @@ def history_bundle(
     now: int,
     default_count: int,
     max_count: int,
+    admit: Callable[[StoredResource], bool] | None = None,
 ) -> bytes:
+    """``admit``: the access decision per version (None: every version). History rows
+    have no search index, so a restricted token's history is filtered entry by entry on
+    the stored bodies; a page may then hold fewer than ``_count`` entries, and paging
+    still follows the unfiltered rows (docs/AUTH.md)."""
     query, cursor = _parse(params, rtype, id, secret, default_count, max_count)
     rows = repo.history(query)
     entries = []
     for stored, _position in rows:
+        if admit is not None and not admit(stored):
+            continue
         fields: dict[str, object] = {"fullUrl": f"{base_url}/{stored.rtype}/{stored.id}"}
         url = stored.rtype if stored.method == "POST" else f"{stored.rtype}/{stored.id}"
         fields["request"] = {"method": stored.method, "url": url}

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 import orjson
 
-from fhir_server.errors import bad_request, precondition_failed
+from fhir_server.errors import bad_request, not_found, precondition_failed
+from fhir_server.interactions.access import may_target
 from fhir_server.interactions.conditional import find_matches
 from fhir_server.interactions.outcome import WriteOutcome
 from fhir_server.interactions.read import live
@@ -28,7 +29,10 @@ def patch(
     now: int,
     if_match: int | None = None,
 ) -> WriteOutcome:
-    current = live(session.current(rtype, id), rtype, id)
+    current = session.current(rtype, id)
+    if not may_target("patch", current, session):
+        raise not_found(f"{rtype}/{id} is not known")  # unseen: as if unknown (docs/AUTH.md)
+    current = live(current, rtype, id)
     check_version(current, if_match, rtype, id)
     before = orjson.loads(current.body)
     if kind == "json-patch":

@@ -9,8 +9,9 @@ ignored or a limit applied, an OperationOutcome (``outcome``, search.html#errors
 keyset ``_cursor``).
 
 ``_explain=true|analyze`` adds the SQL and the database's plan to that OperationOutcome,
-only when the server allows it (``SELFBACK_SEARCH_EXPLAIN=1``). It shows the schema and
-the query shapes, so once authorization exists it must be limited to the admin role.
+only when the server allows it (``SELFBACK_SEARCH_EXPLAIN=1``) and the caller is an
+admin or a backend client with a ``system/`` write scope (the route decides, docs/AUTH.md):
+it shows the schema and the query shapes.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from sqlalchemy import Connection
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.formats import select_elements, summarize
 from fhir_server.interactions.bundle_json import bundle_bytes, entry_bytes
-from fhir_server.search import SearchQuery, parse_search
+from fhir_server.search import Registry, SearchQuery, parse_search
+from fhir_server.search.restriction import SearchAccess
+from fhir_server.search.terminology import resolve_terminology
 from fhir_server.storage.search_sql import FoundResource, execute_search, live_registry
+from fhir_server.storage.terminology import SearchCodes
 from fhir_server.versioning import now_us
 
 # Fallback cursor key when the caller passes none: valid for this process's lifetime.
@@ -45,6 +49,8 @@ def search_bundle(
     now: int | None = None,
     compartment: tuple[str, str] | None = None,
     explain: bool | None = None,
+    access: SearchAccess | None = None,
+    registry: Registry | None = None,
 ) -> bytes:
     """The searchset Bundle for one page of ``rtype?params`` (``rtype`` None: system).
 
@@ -52,21 +58,30 @@ def search_bundle(
     cursors -- pass Settings.secret_key so cursors survive restarts and work across
     server processes; without it a key made for this process is used. ``compartment``
     (owner type, id) makes it ``[Compartment]/[id]/[rtype or *]``. ``explain`` allows
-    ``_explain`` (default: the SELFBACK_SEARCH_EXPLAIN setting).
+    ``_explain`` (default: the SELFBACK_SEARCH_EXPLAIN setting). ``access``: what the
+    token may see (fhir_server.search.restriction), added to the query before the SQL
+    is generated; None for no restriction. ``registry``: the search parameters in force
+    (Repository.search_registry, checked at most every few hundred ms); None checks the
+    database on ``conn`` now (a search inside a write transaction).
     """
     secret = secret or _PROCESS_SECRET
     moment = now if now is not None else now_us()
     base = base_url.rstrip("/")
+    reg = registry if registry is not None else live_registry(conn)
     query = parse_search(
         rtype,
         params,
         strict=strict,
         now_us=moment,
         base_url=base,
-        reg=live_registry(conn),
+        reg=reg,
         compartment=compartment,
         explain=explain_allowed() if explain is None else explain,
     )
+    # token :in/:not-in/:above/:below -> code sets (fhir_server.search.terminology)
+    query = resolve_terminology(query, SearchCodes(conn))
+    if access is not None:
+        query = access.apply(query, reg=reg, now_us=moment, base_url=base)
     result = execute_search(conn, query, base_url=base, page_cursor=query.cursor, secret=secret)
 
     entries = [_entry(base, found, "match", query) for found in result.matches]
@@ -96,8 +111,9 @@ def search_bundle(
 def explain_allowed() -> bool:
     """Whether ``_explain`` is answered: the server setting SELFBACK_SEARCH_EXPLAIN=1.
 
-    Read here rather than from Settings so the search room stays self-contained; to be
-    replaced by the admin-role check once authorization exists (ARCHITECTURE.md)."""
+    Read here rather than from Settings so the search room stays self-contained. An
+    opt-in on top of the access check: the route also requires an admin or a system/
+    write scope (fhir_server.api.access)."""
     return os.environ.get("SELFBACK_SEARCH_EXPLAIN", "") in ("1", "true", "yes")
 
 

@@ -22,7 +22,9 @@ from typing import Any
 
 import orjson
 
-from fhir_server.errors import FhirError, bad_request, error, precondition_failed
+from fhir_server import conformance
+from fhir_server.errors import FhirError, bad_request, error, not_found, precondition_failed
+from fhir_server.interactions.access import may_read, may_read_deleted, precheck
 from fhir_server.interactions.bundle_entry import EntryRequest, parse_entry, status_line
 from fhir_server.interactions.bundle_json import bundle_bytes, entry_bytes
 from fhir_server.interactions.conditional import find_matches
@@ -30,11 +32,11 @@ from fhir_server.interactions.create import create
 from fhir_server.interactions.delete import conditional_delete, delete
 from fhir_server.interactions.outcome import WriteOutcome
 from fhir_server.interactions.patch import PatchKind, conditional_patch, patch
-from fhir_server.interactions.read import read, vread
+from fhir_server.interactions.read import live, vread
 from fhir_server.interactions.update import update
 from fhir_server.storage.repository import Repository, StoredResource, WriteSession
 from fhir_server.validation import validate_resource
-from fhir_server.versioning import etag, instant, new_id, parse_http_date
+from fhir_server.versioning import check_id, etag, instant, new_id, parse_http_date
 
 # bundle.html#transaction: "process any DELETE interactions, then POST, then PUT or PATCH,
 # then GET or HEAD".
@@ -104,6 +106,11 @@ def _transaction(repo: Repository, raw_entries: list[Any], options: BundleOption
                 results[request.index] = _run_entry(
                     session, rewritten, options, bindings, validated=True
                 )
+                warnings = conformance.take_warnings(session)
+                if warnings:  # write-time validation warnings (docs/VALIDATOR.md)
+                    results[request.index].outcome = conformance.entry_outcome(
+                        warnings, request.where
+                    )
             except FhirError as exc:
                 raise exc.with_location(request.where) from None
         return [results[i] for i in range(len(requests))]
@@ -271,6 +278,13 @@ def _run_entry(
 ) -> _EntryResult:
     now = options.now
     rtype = request.rtype
+    if rtype is not None and request.method in _ENTRY_INTERACTIONS:
+        # As on the direct interaction: a type out of the token's reach is a 403 whatever
+        # the id, before anything is looked up, so the answer never says whether it exists.
+        chosen_id = request.method == "PUT" and (
+            request.id is not None or (request.resource or {}).get("id") is not None
+        )
+        precheck(_ENTRY_INTERACTIONS[request.method], rtype, chosen_id=chosen_id)
     if request.method == "POST":
         assert rtype and request.resource is not None
         binding = bindings[request.index]
@@ -284,6 +298,8 @@ def _run_entry(
         assert rtype and request.resource is not None
         target = bindings[request.index].id
         resource = request.resource
+        # A conditional update with no match and no body id gets a server-assigned id.
+        assigned = request.id is None and resource.get("id") is None
         if request.id is None:
             # conditional update: bound to the match (or a new id) in _bind_full_urls
             if resource.get("id") not in (None, target):
@@ -301,6 +317,7 @@ def _run_entry(
                 now=now,
                 if_match=request.if_match,
                 validated=validated,
+                assigned=assigned,
             )
         )
     if request.method == "PATCH":
@@ -325,10 +342,24 @@ def _run_entry(
     return _run_get(session, request, options)
 
 
+_ENTRY_INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
 def _run_get(session: WriteSession, request: EntryRequest, options: BundleOptions) -> _EntryResult:
     rtype = request.rtype
     if rtype and request.id and request.version is None and request.path.count("/") == 1:
-        stored = read(session, rtype, request.id)
+        precheck("read", rtype)
+        check_id(request.id)
+        current = session.read(rtype, request.id)
+        if (
+            current is not None
+            and current.deleted
+            and not may_read_deleted("read", current, session)
+        ):
+            current = None  # a deletion it could not have seen: as if unknown (docs/AUTH.md)
+        stored = live(current, rtype, request.id)
+        if not may_read("read", stored):  # as if unknown (docs/AUTH.md)
+            raise not_found(f"{rtype}/{request.id} is not known")
         if request.if_none_match and _etag_matches(request.if_none_match, stored.version):
             return _EntryResult(304, stored, extra={"omit_resource": True})
         if request.if_modified_since:
@@ -337,7 +368,21 @@ def _run_get(session: WriteSession, request: EntryRequest, options: BundleOption
                 return _EntryResult(304, stored, extra={"omit_resource": True})
         return _EntryResult(200, stored)
     if rtype and request.id and request.version is not None:
-        return _EntryResult(200, vread(session, rtype, request.id, request.version))
+        precheck("vread", rtype)
+        try:
+            stored = vread(session, rtype, request.id, request.version)
+        except FhirError as exc:
+            # A deletion version: 410 only to who could see the version it ended.
+            if exc.status == 410:
+                deletion = session.vread(rtype, request.id, int(request.version))
+                if deletion is not None and not may_read_deleted("vread", deletion, session):
+                    raise not_found(
+                        f"{rtype}/{request.id} has no version {request.version}"
+                    ) from None
+            raise
+        if not may_read("vread", stored):
+            raise not_found(f"{rtype}/{request.id} has no version {request.version}")
+        return _EntryResult(200, stored)
     if rtype and request.id is None and request.path == rtype and options.search is not None:
         return _EntryResult(200, body=options.search(session, rtype, request.criteria or ""))
     raise error(
@@ -408,7 +453,10 @@ def _batch(repo: Repository, raw_entries: list[Any], options: BundleOptions) -> 
                     bindings = _bind_full_urls(session, [r])
                     return _run_entry(session, r, options, bindings)
 
-            results.append(repo.write(work))
+            result, warnings = repo.write(conformance.with_warnings(work))
+            if warnings:  # write-time validation warnings (docs/VALIDATOR.md)
+                result.outcome = conformance.entry_outcome(warnings, f"Bundle.entry[{index}]")
+            results.append(result)
         except FhirError as exc:
             located = exc.with_location(f"Bundle.entry[{index}]")
             results.append(_EntryResult(exc.status, outcome=located.to_operation_outcome()))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.errors import bad_request, precondition_failed
+from fhir_server.errors import bad_request, not_found, precondition_failed
+from fhir_server.interactions.access import may_create_at, may_target
 from fhir_server.interactions.conditional import find_matches
 from fhir_server.interactions.outcome import WriteOutcome
 from fhir_server.interactions.write import write_version
@@ -23,11 +24,14 @@ def update(
     if_match: int | None = None,
     method: str = "PUT",
     validated: bool = False,
+    assigned: bool = False,
 ) -> WriteOutcome:
     """Replace the current version, or create the resource under the client's id.
 
     The body's id must equal the URL's (http.html#update: 400 otherwise). An update whose
     content equals the current version writes nothing and answers 200 with that version.
+    ``assigned``: the id is the server's (a conditional update that creates), not the
+    client's choice.
     """
     check_id(id)
     if not validated:
@@ -40,6 +44,14 @@ def update(
             f"The body's id '{body_id}' does not match the URL's id '{id}'", f"{rtype}.id"
         )
     current = session.current(rtype, id)
+    if not may_target("patch" if method == "PATCH" else "update", current, session):
+        # A resource the token cannot see answers as unknown (docs/AUTH.md).
+        raise not_found(f"{rtype}/{id} is not known")
+    if current is None and not assigned and not may_create_at(rtype, id):
+        # Update as create under a client-chosen id, refused to a token confined to
+        # compartments with the very answer a hidden resource gets: a 201 here would tell
+        # it that the ids it is refused exist (docs/AUTH.md, issue 4 item 7).
+        raise not_found(f"{rtype}/{id} is not known")
     check_version(current, if_match, rtype, id)
     if current is not None and not current.deleted and same_content(current.body, resource):
         return WriteOutcome(200, current)
@@ -81,6 +93,9 @@ def conditional_update(
         now=now,
         if_match=if_match,
         validated=True,
+        # No match and no id in the body: the server chose the id, so creating it
+        # reveals nothing. A body id is the client's choice (see update()).
+        assigned=not matches and body_id is None,
     )
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_server import conformance
+from fhir_server.interactions import access
 from fhir_server.search import Registry, extract_index_rows
-from fhir_server.storage.repository import StoredResource, WriteSession
+from fhir_server.storage.repository import IndexRows, StoredResource, WriteSession
 from fhir_server.storage.search_sql import live_registry
 from fhir_server.versioning import stamp
 
@@ -23,11 +25,23 @@ def write_version(
     method: str,
     previous: StoredResource | None,
     registry: Registry | None = None,
+    index_rows: IndexRows | None = None,
 ) -> StoredResource:
     """``registry``: the search parameters to index with; by default the ones in force on
     the database (the R4 core plus active custom SearchParameters, checked once per
-    transaction)."""
+    transaction). ``index_rows``: rows the caller computed itself and proved equal to
+    ``extract_index_rows`` under the parameters in force (the audit trail's AuditEvents,
+    fhir_server.audit.balp.index_rows); extracted here when None."""
+    # The access decision on the new content and the version it replaces (docs/AUTH.md):
+    # a PUT onto nothing (or onto a deletion) creates.
+    live = previous is not None and not previous.deleted
+    interaction = {"POST": "create", "PATCH": "patch"}.get(method, "update" if live else "create")
     version = previous.version + 1 if previous else 1
+    rtype = resource["resourceType"]
+    access.check_write(interaction, rtype, resource, previous if live else None, id, version)
+    # Profiles and, for a QuestionnaireResponse, its Questionnaire: 422 before anything
+    # is stored (docs/VALIDATOR.md, write-time validation).
+    conformance.check_write(session, resource)
     body = stamp(resource, id, version, now)
     return session.put(
         rtype=resource["resourceType"],
@@ -36,13 +50,16 @@ def write_version(
         last_updated=now,
         body=body,
         method=method,
-        index_rows=extract_index_rows(resource, registry or live_registry(session.conn)),
+        index_rows=index_rows
+        if index_rows is not None
+        else extract_index_rows(resource, registry or live_registry(session.conn)),
         previous=previous,
     )
 
 
 def write_deletion(session: WriteSession, previous: StoredResource, *, now: int) -> StoredResource:
     """A delete is a new version with no content (http.html#delete: later reads are 410)."""
+    access.check_write("delete", previous.rtype, None, previous, previous.id, previous.version + 1)
     return session.put(
         rtype=previous.rtype,
         id=previous.id,

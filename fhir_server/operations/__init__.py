@@ -54,6 +54,12 @@ class Operation:
     definition: str  # the OperationDefinition's canonical URL
     types: frozenset[str] | None = None  # None: any type
     changes_state: bool = True  # GET is allowed only when False (operations.html#request)
+    # Where one name has an OperationDefinition per type (ValueSet/$validate-code and
+    # CodeSystem/$validate-code): (type, canonical URL) pairs; ``definition`` otherwise.
+    definitions_by_type: tuple[tuple[str, str], ...] = ()
+
+    def definition_for(self, rtype: str | None) -> str:
+        return dict(self.definitions_by_type).get(rtype or "", self.definition)
 
 
 def find_operation(registry: dict[str, Operation], call: OperationCall) -> Operation:

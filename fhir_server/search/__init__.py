@@ -16,6 +16,8 @@ Public API::
                  compartment=None, explain=False) -> SearchQuery
     SearchQuery                        the parsed expression tree + result parameters
     driving_order(criteria)            the criteria, the one to drive the query first
+    resolve_terminology(query, codes)  (fhir_server.search.terminology) token :in/:not-in/
+                                       :above/:below -> code sets, with a CodeSource
 """
 
 from fhir_server.search.compartments import CompartmentDefinition, compartments

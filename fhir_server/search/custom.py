@@ -146,9 +146,11 @@ class LiveRegistry:
 
     ``current(stamp, load)`` takes a cheap digest of the stored SearchParameter resources
     (storage computes it with one indexed query) and rebuilds the registry from ``load()``
-    only when the digest changed since the last call. Every server process asks on each
-    request, so a SearchParameter written through any process is in force in all of them
-    from their next request on, without messages between processes.
+    only when the digest changed since the last call. Every server process asks in each
+    write transaction and, for searches, at most every few hundred ms
+    (fhir_server.storage.search_sql.SearchRegistryCache), so a SearchParameter written
+    through any process is in force in all of them within that bound, without messages
+    between processes.
     """
 
     def __init__(self, core: Registry | None = None) -> None:

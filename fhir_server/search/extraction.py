@@ -569,19 +569,28 @@ def _composite_extractor(param: SearchParam) -> Extractor | None:
     return extract
 
 
-def plan_for(rtype: str, reg: Registry | None = None) -> tuple[Extractor, ...]:
-    """The extractors of every indexed parameter of ``rtype``, compiled once per registry."""
+def plan_for(
+    rtype: str, reg: Registry | None = None, only: frozenset[str] | None = None
+) -> tuple[Extractor, ...]:
+    """The extractors of every indexed parameter of ``rtype`` (or of those named in
+    ``only``), compiled once per registry. A subset plan is built from the very same
+    extractors, so its rows are exactly the full plan's rows of those parameters."""
     reg = reg or registry()
-    plan = reg.plans.get(rtype)
+    key: Any = rtype if only is None else (rtype, only)
+    plan = reg.plans.get(key)
     if plan is None:
-        plan = reg.plans[rtype] = _compile_plan(rtype, reg)
+        plan = reg.plans[key] = _compile_plan(rtype, reg, only)
     return plan  # type: ignore[no-any-return]
 
 
-def _compile_plan(rtype: str, reg: Registry) -> tuple[Extractor, ...]:
+def _compile_plan(
+    rtype: str, reg: Registry, only: frozenset[str] | None = None
+) -> tuple[Extractor, ...]:
     extractors: list[Extractor] = []
     for param in reg.for_type(rtype):
         if param.code in RESOURCE_COLUMN_PARAMS:
+            continue
+        if only is not None and param.code not in only:
             continue
         if param.type == "composite":
             extractor = _composite_extractor(param)
@@ -594,17 +603,22 @@ def _compile_plan(rtype: str, reg: Registry) -> tuple[Extractor, ...]:
     return tuple(extractors)
 
 
-def extract_index_rows(resource: dict[str, Any], reg: Registry | None = None) -> Rows:
+def extract_index_rows(
+    resource: dict[str, Any], reg: Registry | None = None, *, only: frozenset[str] | None = None
+) -> Rows:
     """Index rows per table (``sp_string``...) for every search parameter of the resource's
     type; each row holds ``param`` and the table's value columns.
 
     ``reg``: the registry in force (the core one by default; with the server's custom
-    SearchParameters, see fhir_server.storage.search_sql.live_registry)."""
+    SearchParameters, see fhir_server.storage.search_sql.live_registry).
+    ``only``: just these parameter codes (the access decision needs only a type's
+    patient-compartment references, docs/AUTH.md "Cost"); the rows are the same as the
+    full extraction's rows of those parameters."""
     out: Rows = {name: [] for name in _TABLE_NAMES}
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str):
         return out
-    for extract in plan_for(rtype, reg):
+    for extract in plan_for(rtype, reg, only):
         extract(resource, out)
     return out
 

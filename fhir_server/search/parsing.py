@@ -51,7 +51,9 @@ PREFIXES = frozenset({"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"})
 # allowed on every type; a resource-type modifier on references is checked separately.
 MODIFIERS: dict[str, frozenset[str]] = {
     "string": frozenset({"exact", "contains"}),
-    "token": frozenset({"not", "text", "of-type"}),
+    # :in/:not-in/:above/:below are resolved by the terminology service after parsing
+    # (fhir_server.search.terminology).
+    "token": frozenset({"not", "text", "of-type", "in", "not-in", "above", "below"}),
     "reference": frozenset({"identifier"}),
     "uri": frozenset({"below", "above"}),
     "date": frozenset(),
@@ -296,6 +298,19 @@ def _parse_one(
     ptype = param.type
     if ptype == "string" or (ptype == "token" and modifier == "text"):
         return TextValue(unescape(item)[:STRING_WIDTH] if modifier != "exact" else unescape(item))
+    if ptype == "token" and modifier in ("in", "not-in", "above", "below") and param.code == "_id":
+        raise bad_request(f"_id:{modifier}: resource ids are not codes of a code system")
+    if ptype == "token" and modifier in ("in", "not-in"):
+        # search.html#token: the value is a ValueSet's URL (absolute, or ValueSet/[id]).
+        return UriValue(unescape(item))
+    if ptype == "token" and modifier in ("above", "below"):
+        token = parse_token_value(item, param)
+        if token.system is None or token.code is None:
+            raise bad_request(
+                f"{param.code}:{modifier}={item!r}: subsumption needs system|code "
+                "(search.html#token)"
+            )
+        return token
     if ptype == "token" and modifier == "of-type":
         parts = [unescape(p) for p in split_escaped(item, "|")]
         if len(parts) != 3 or not all(parts[1:]):

@@ -18,7 +18,7 @@ drive: they are tests only.
 
 from __future__ import annotations
 
-from fhir_server.search.query import Chain, Criterion, Has, InCompartment, Node
+from fhir_server.search.query import AllOf, Chain, Criterion, Has, InCompartment, Node, Permitted
 
 # Lower is expected to match fewer resources.
 _RANK_OF_TYPE = {
@@ -44,6 +44,16 @@ def rank(node: Node) -> int:
         return max(3, min(rank(inner) for _, inner in node.targets) + 2)
     if isinstance(node, Has):
         return 5
+    if isinstance(node, AllOf):
+        return min((rank(n) for n in node.nodes), default=CANNOT_DRIVE)
+    if isinstance(node, Permitted):
+        # An access restriction is the union of its alternatives: as large as the largest
+        # (a patient's compartment is as selective as a compartment search); an
+        # unconditional alternative is a whole type and cannot drive.
+        alternatives = [alt for _, alts in node.by_type for alt in alts]
+        if not alternatives:
+            return 0  # matches nothing
+        return max(min((rank(n) for n in alt), default=CANNOT_DRIVE) for alt in alternatives)
     return _criterion_rank(node)
 
 
@@ -69,6 +79,8 @@ def drives(node: Node) -> bool:
     than what does not)."""
     if isinstance(node, Criterion):
         return node.modifier != "not" and node.missing is not True
+    if isinstance(node, AllOf | Permitted):
+        return rank(node) < CANNOT_DRIVE
     return True
 
 

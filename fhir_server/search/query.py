@@ -81,6 +81,15 @@ class UriValue:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeSetValue:
+    """Any of ``codes`` in ``system``: what token ``:in``/``:not-in``/``:above``/``:below``
+    become once the terminology service has expanded them (fhir_server.search.terminology)."""
+
+    system: str
+    codes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CompositeValue:
     """``a$b``: one value per component, all from the same element."""
 
@@ -96,6 +105,7 @@ Value = (
     | ReferenceValue
     | UriValue
     | CompositeValue
+    | CodeSetValue
 )
 
 # --- the tree -----------------------------------------------------------------------
@@ -140,7 +150,27 @@ class InCompartment:
     members: tuple[tuple[str, tuple[str, ...], bool], ...]
 
 
-Node = Criterion | Chain | Has | InCompartment
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """Every node holds (a chain target or ``_has`` source with its access restriction)."""
+
+    nodes: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Permitted:
+    """An access-control restriction (fhir_server.search.restriction): the resource is of
+    a listed type and matches one alternative of that type, each alternative a tuple of
+    nodes that must all hold (an empty one holds for every resource of the type). A type
+    that is not listed, or listed with no alternatives, matches nothing."""
+
+    by_type: tuple[tuple[str, tuple[tuple[Node, ...], ...]], ...]
+
+    def types(self) -> tuple[str, ...]:
+        return tuple(t for t, alternatives in self.by_type if alternatives)
+
+
+Node = Criterion | Chain | Has | InCompartment | AllOf | Permitted
 
 # --- result parameters --------------------------------------------------------------
 
@@ -181,6 +211,8 @@ class SearchQuery:
     cursor: str | None = None  # ``_cursor``: the signed page position of a next/previous link
     compartment: tuple[str, str] | None = None  # (owner type, id) of a compartment search
     explain: str | None = None  # ``_explain`` (debug, when the server allows it): true | analyze
+    # What ``_include``/``_revinclude`` may add (fhir_server.search.restriction); None: all.
+    readable: Permitted | None = None
     warnings: list[Issue] = field(default_factory=list)
     # The parameters as understood, normalised, for the Bundle's self link.
     canonical: list[tuple[str, str]] = field(default_factory=list)

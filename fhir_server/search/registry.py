@@ -90,7 +90,8 @@ class Registry:
     problems: tuple[str, ...] = ()
     # Compiled extraction plans per resource type (extraction.plan_for), owned by this
     # registry so a registry with other parameters never reuses them.
-    plans: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # (keyed by type, or by (type, parameter subset) for extract_index_rows(only=...)).
+    plans: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def with_params(self, params: Iterable[SearchParam], problems: Iterable[str] = ()) -> Registry:
         """A new registry: this one plus ``params`` (this one is left unchanged)."""

@@ -9,12 +9,15 @@ repository takes advisory locks where uniqueness must hold.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 
@@ -61,6 +64,34 @@ def open_database(url: str, *, pool_size: int = 8, busy_timeout_ms: int = 30_000
     # the BEGIN/ROLLBACK round trips a pooled connection would otherwise pay per read.
     point = create_engine(url, **kwargs, isolation_level="AUTOCOMMIT")
     return Database(url, engine, engine, point)
+
+
+@contextmanager
+def snapshot(conn: Connection) -> Iterator[None]:
+    """Run the statements inside as reads of one state of the database (a search's page,
+    its total and its includes).
+
+    SQLite: the reader's transaction already is one (in WAL mode a read transaction sees
+    the database as of its first read). PostgreSQL: a search connection is in autocommit
+    (Repository.reading), where every statement sees the data as of its own start; here
+    the statements share a REPEATABLE READ, READ ONLY transaction -- one snapshot for all
+    of them, which, being read-only, never fails with a serialization error. (Under READ
+    COMMITTED, as before, a row written between the page and the count could make them
+    disagree.) A connection already inside a transaction (a Bundle's GET entries see its
+    writes) is left as it is.
+    """
+    if conn.dialect.name != "postgresql" or not conn.connection.driver_connection.autocommit:
+        yield
+        return
+    conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    try:
+        yield
+    except BaseException:
+        # Best effort: should this fail too, the pool's reset on return rolls back.
+        with suppress(DBAPIError):
+            conn.exec_driver_sql("ROLLBACK")
+        raise
+    conn.exec_driver_sql("COMMIT")
 
 
 def _open_sqlite(url: str, busy_timeout_ms: int) -> Database:

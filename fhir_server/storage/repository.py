@@ -8,6 +8,7 @@ database transaction: it commits as a whole or not at all.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,10 +30,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from fhir_server.errors import conflict
 from fhir_server.events.outbox import INSERT_EVENTS, event_row
-from fhir_server.search import SearchQuery
+from fhir_server.search import Registry, SearchQuery
 from fhir_server.storage.database import Database
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
-from fhir_server.storage.search_sql import match_pks
+from fhir_server.storage.search_sql import SEARCH_REGISTRY_TTL_S, SearchRegistryCache, match_pks
 
 T = TypeVar("T")
 
@@ -71,7 +72,9 @@ class HistoryQuery:
 
 class Repository:
     """``event_types``: the resource types whose writes leave an outbox event (the types
-    some handler reacts to); ``on_events`` is called after a commit that left any."""
+    some handler reacts to); ``on_events`` is called after a commit that left any.
+    ``search_registry_ttl`` and ``clock``: how often searches check the stored
+    SearchParameters (search_sql.SearchRegistryCache)."""
 
     def __init__(
         self,
@@ -79,10 +82,13 @@ class Repository:
         *,
         event_types: frozenset[str] = frozenset(),
         on_events: Callable[[], None] | None = None,
+        search_registry_ttl: float = SEARCH_REGISTRY_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.event_types = event_types
         self.on_events = on_events
+        self._search_registry = SearchRegistryCache(search_registry_ttl, clock)
         marker = "%s" if db.reader.dialect.paramstyle in ("format", "pyformat") else "?"
         self._read_sql = (
             "SELECT pk, version, last_updated, deleted, body FROM resource "
@@ -152,9 +158,25 @@ class Repository:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A read connection for the search engine (one consistent snapshot on SQLite)."""
+        """A read connection for the search engine.
+
+        PostgreSQL: from the autocommit engine, as for reads by id -- a search of one
+        statement is one round trip, with no BEGIN and COMMIT around it; statements that
+        must agree run inside ``database.snapshot`` (search_sql.execute_search does).
+        SQLite: a read transaction, one snapshot from its first read (it costs no round
+        trip there)."""
+        if self.db.point_reader is not None:
+            with self.db.point_reader.connect() as conn:
+                yield conn
+            return
         with self.db.reader.connect() as conn, conn.begin():
             yield conn
+
+    def search_registry(self, conn: Connection) -> Registry:
+        """The search parameters in force for a search on ``conn``: the R4 core and the
+        active custom SearchParameters, checked at most every ``search_registry_ttl``
+        seconds (search_sql.SearchRegistryCache states the bound)."""
+        return self._search_registry.registry(conn)
 
     # -- writes ----------------------------------------------------------------------
 
@@ -172,6 +194,9 @@ class Repository:
                     session = WriteSession(conn, self.event_types)
                     result = work(session)
                     session.flush()
+                if session.search_parameters_written:
+                    # Searches in this process use the new parameters from now on.
+                    self._search_registry.changed()
                 if session.events_written and self.on_events is not None:
                     self.on_events()
                 return result
@@ -202,6 +227,9 @@ class WriteSession:
         self._event_types = event_types
         self._events: list[dict[str, object]] = []
         self.events_written = 0
+        # A SearchParameter was created, updated or deleted (Repository.write tells the
+        # search registry cache after the commit).
+        self.search_parameters_written = False
         self._new: list[tuple[dict[str, object], dict[str, object], IndexRows]] = []
         self._history: list[dict[str, object]] = []
         self._index: dict[str, list[dict[str, object]]] = {name: [] for name in INDEX_TABLES}
@@ -276,6 +304,8 @@ class WriteSession:
             "body": body,
         }
         history = {"rtype": rtype, "id": id, "method": method, **values}
+        if rtype == "SearchParameter":
+            self.search_parameters_written = True
         if rtype in self._event_types and not deleted:
             self._events.append(event_row(rtype, id, version, last_updated))
         if previous is None:
@@ -295,21 +325,64 @@ class WriteSession:
         more than the insert (bench/profile_ingest.py)."""
         if self._new:
             new, self._new = self._new, []
-            pks = self.conn.execute(_INSERT_CURRENT, [row for row, _, _ in new]).scalars().all()
+            if self._postgres and len(new) >= _COPY_MIN_ROWS:
+                pks = self._copy_new([row for row, _, _ in new])
+            else:
+                pks = self.conn.execute(_INSERT_CURRENT, [row for row, _, _ in new]).scalars().all()
             for pk, (_, history, index_rows) in zip(pks, new, strict=True):
                 self._buffer(pk, history, index_rows)
         sql = _driver_sql(self.conn)
         if self._history:
             rows, self._history = self._history, []
-            self.conn.exec_driver_sql(sql.history, rows)
+            self._insert(sql.history, "resource_history", _HISTORY_INSERT, rows)
         for name, rows in self._index.items():
             if rows:
                 self._index[name] = []
-                self.conn.exec_driver_sql(sql.index[name], rows)
+                self._insert(sql.index[name], name, _INDEX_INSERT[name], rows)
         if self._events:
             events, self._events = self._events, []
             self.conn.execute(INSERT_EVENTS, events)
             self.events_written += len(events)
+
+    def _insert(
+        self, sql: str, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]
+    ) -> None:
+        """Many rows into one table: the driver's executemany, or on PostgreSQL, from
+        ``_COPY_MIN_ROWS`` rows on, one COPY -- with executemany every row is a statement
+        of its own for the server (the audit trail's batches: bench/audit_trail_profile.py)."""
+        if self._postgres and len(rows) >= _COPY_MIN_ROWS:
+            self._copy(table, columns, rows)
+        else:
+            self.conn.exec_driver_sql(sql, rows)
+
+    def _copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        dbapi = self.conn.dialect.dbapi
+        try:
+            cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except dbapi.Error as exc:  # type: ignore[union-attr]
+            # As SQLAlchemy would raise it: Repository.write retries or answers 409 on it.
+            raise DBAPIError.instance(
+                statement, None, exc, dbapi.Error, dialect=self.conn.dialect
+            ) from exc
+
+    def _copy_new(self, rows: list[dict[str, object]]) -> list[int]:
+        """New current rows by COPY (PostgreSQL), with pks drawn from the column's own
+        sequence first (COPY returns nothing), ascending in buffer order as RETURNING
+        with sort_by_parameter_order gives them."""
+        pks = sorted(self.conn.exec_driver_sql(_RESERVE_PKS, (len(rows),)).scalars().all())
+        self._copy(
+            "resource",
+            _CURRENT_INSERT,
+            [
+                (pk, *[row[c] for c in _CURRENT_INSERT[1:]])
+                for pk, row in zip(pks, rows, strict=True)
+            ],
+        )
+        return pks
 
     def _buffer(self, pk: int, history: dict[str, object], index_rows: IndexRows) -> None:
         self._history.append(tuple(pk if c == "res_pk" else history[c] for c in _HISTORY_INSERT))
@@ -348,10 +421,19 @@ def _driver_sql(conn: Connection) -> _DriverSql:
 
 
 _HISTORY_INSERT = ("res_pk", "rtype", "id", "version", "last_updated", "deleted", "method", "body")
+_CURRENT_INSERT = ("pk", "rtype", "id", "version", "last_updated", "deleted", "body")
+# PostgreSQL: buffered rows of one table from which COPY replaces executemany.
+_COPY_MIN_ROWS = 64
+_RESERVE_PKS = (
+    "SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, %s)"
+)
 # The value columns of each index table, in table order (after res_pk, rtype).
 _INDEX_VALUE_COLUMNS = {
     name: tuple(c.name for c in table.columns if c.name not in ("res_pk", "rtype"))
     for name, table in INDEX_TABLES.items()
+}
+_INDEX_INSERT = {
+    name: ("res_pk", "rtype", *columns) for name, columns in _INDEX_VALUE_COLUMNS.items()
 }
 
 

@@ -30,7 +30,8 @@ Value semantics (FHIR R4 search.html), with [lo, hi] the stored value's range an
   +-10%. Quantities with a UCUM unit we know also match in canonical units.
 - token (#token): code | system|code | |code (no system) | system| ; :not excludes
   resources with a match (and keeps those with no value); :text is a prefix test on
-  the normalised display/text.
+  the normalised display/text; :in/:not-in/:above/:below arrive as code sets (one IN
+  list per system, fhir_server.search.terminology), :not-in as :not.
 - string (#string): prefix on the normalised value; :exact equality on the exact value;
   :contains anywhere in the normalised value.
 - reference (#reference): id, Type/id, absolute URL, canonical URL[|version]; relative
@@ -44,9 +45,13 @@ Value semantics (FHIR R4 search.html), with [lo, hi] the stored value's range an
 keyset paging on (keys, pk) with signed cursors (never OFFSET), ``_total``, and
 ``_include``/``_revinclude`` (with ``:iterate``) as one IN query per include per round,
 capped (fhir-server-anchors.md 6.4); ``_explain`` adds the SQL and the database's plan.
+The page and its resources' bodies are one statement; a search needing more statements
+(a total, includes) runs them in one snapshot (fhir_server.storage.database.snapshot).
 
 Also here, because they are the SQL of the search room: ``live_registry(conn)`` (the
-registry with the database's custom SearchParameters) and ``reindex_batch`` ($reindex).
+registry with the database's custom SearchParameters), ``SearchRegistryCache`` (the same
+for searches, checked at most every ``SEARCH_REGISTRY_TTL_S``) and ``reindex_batch``
+($reindex).
 """
 
 from __future__ import annotations
@@ -54,9 +59,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+import time
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -78,6 +84,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
@@ -92,7 +99,9 @@ from fhir_server.search.custom import LiveRegistry
 from fhir_server.search.extraction import extract_index_rows
 from fhir_server.search.plan import drives, driving_order
 from fhir_server.search.query import (
+    AllOf,
     Chain,
+    CodeSetValue,
     CompositeValue,
     Criterion,
     DateValue,
@@ -101,6 +110,7 @@ from fhir_server.search.query import (
     InCompartment,
     Node,
     NumberValue,
+    Permitted,
     QuantityValue,
     ReferenceValue,
     SearchQuery,
@@ -111,6 +121,7 @@ from fhir_server.search.query import (
 )
 from fhir_server.search.registry import TABLE_OF_TYPE, Registry
 from fhir_server.search.text import normalise
+from fhir_server.storage.database import snapshot
 from fhir_server.storage.schema import INDEX_TABLES, resource, sp_reference, sp_token, sp_uri
 
 Condition = ColumnElement[bool]
@@ -297,6 +308,13 @@ def value_predicate(t: Any, ptype: str, modifier: str | None, value: Value) -> C
     """The test one index row must pass for one search value."""
     if isinstance(value, TokenValue):
         return token_predicate(t, value)
+    if isinstance(value, CodeSetValue):
+        # An expanded ValueSet or hierarchy (token :in/:not-in/:above/:below): one IN list
+        # per system, not an OR per code (SQLite caps expression depth at 1000). ``code``
+        # elements (Observation.status) are indexed without a system -- theirs is the
+        # binding's -- so a row with no system matches on its code.
+        system = or_(t.c.system == value.system, t.c.system.is_(None))
+        return and_(t.c.code.in_(value.codes), system)
     if isinstance(value, TextValue):
         if ptype == "token":  # :text
             return _starts_with(t.c.text_norm, normalise(value.text))
@@ -399,6 +417,10 @@ def node_condition(node: Node, scope: Scope, res: Any, drive: bool = False) -> C
         return _has(node, scope, res, drive)
     if isinstance(node, InCompartment):
         return _in_compartment(node, res, drive)
+    if isinstance(node, AllOf):
+        return _all_of(node.nodes, scope, res, drive)
+    if isinstance(node, Permitted):
+        return _permitted(node, scope, res, drive)
     raise TypeError(node)  # pragma: no cover
 
 
@@ -462,7 +484,8 @@ def _exact_tokens(node: Criterion, table: Any) -> bool:
         and node.modifier in (None, "not", "identifier")
         and bool(node.values)
         and all(
-            isinstance(v, TokenValue) and v.system is not None and v.code is not None
+            isinstance(v, CodeSetValue)
+            or (isinstance(v, TokenValue) and v.system is not None and v.code is not None)
             for v in node.values
         )
     )
@@ -480,12 +503,15 @@ def _composite_rows(node: Criterion, scope: Scope, probe: bool = False) -> tuple
     first, first_param, _ = tables[0]
     stmt = select(first.c.res_pk)
     for t, row_param, _ in tables[1:]:
+        # No type test on the other components: the same res_pk is the same resource, and
+        # leaving rtype out lets (res_pk, param, grp, lo, hi) answer a quantity component
+        # from the index alone (schema.sp_quantity).
         stmt = stmt.join(
             t,
             and_(
                 t.c.res_pk == first.c.res_pk,
                 t.c.grp == first.c.grp,
-                *_index_rows(t, row_param, scope, probe=True),
+                *_index_rows(t, row_param, None, probe=True),
             ),
         )
     conditions = _index_rows(first, first_param, scope, probe)
@@ -653,6 +679,58 @@ def _in_compartment(node: InCompartment, res: Any, drive: bool) -> Condition:
     return or_(*alternatives) if alternatives else false()
 
 
+def _all_of(nodes: tuple[Node, ...], scope: Scope, res: Any, drive: bool) -> Condition:
+    """Every node holds: the most selective drives (when asked to), the rest are tests."""
+    ordered = driving_order(nodes)
+    return and_(
+        true(),
+        *(
+            node_condition(n, scope, res, drive=drive and i == 0 and drives(n))
+            for i, n in enumerate(ordered)
+        ),
+    )
+
+
+def _permitted(node: Permitted, scope: Scope, res: Any, drive: bool) -> Condition:
+    """An access-control restriction (ARCHITECTURE.md "Access control": a search never
+    returns what a read would refuse). Driving, it is the union of every alternative's
+    matches, ``pk IN (SELECT ... UNION ALL SELECT ...)`` -- a patient's compartment is a
+    set as small as a compartment search; as a test, the alternatives OR-ed on the row."""
+    single = isinstance(scope, str) and node.types() == (scope,)
+    if drive:
+        subs: list[Select[Any]] = []
+        for rtype, alternatives in node.by_type:
+            for alternative in alternatives:
+                r = _alias(resource)
+                ordered = driving_order(alternative)
+                by_pk = bool(ordered) and drives(ordered[0]) and _drives_by_pk(ordered[0])
+                subs.append(
+                    select(r.c.pk).where(
+                        (unindexed(r.c.rtype) if by_pk else r.c.rtype) == rtype,
+                        r.c.deleted == false(),
+                        *(
+                            node_condition(n, rtype, r, drive=i == 0 and drives(n))
+                            for i, n in enumerate(ordered)
+                        ),
+                    )
+                )
+        if not subs:
+            return false()
+        return res.c.pk.in_(subs[0] if len(subs) == 1 else union_all(*subs))
+    tests: list[Condition] = []
+    for rtype, alternatives in node.by_type:
+        if not alternatives:
+            continue
+        matched = or_(
+            *(
+                and_(true(), *(node_condition(n, rtype, res) for n in alternative))
+                for alternative in alternatives
+            )
+        )
+        tests.append(matched if single else and_(res.c.rtype == rtype, matched))
+    return or_(*tests) if tests else false()
+
+
 def query_scope(query: SearchQuery) -> Scope:
     return query.rtype if query.rtype is not None else (query.types or None)
 
@@ -677,6 +755,9 @@ def _drives_by_pk(node: Node) -> bool:
     name the resource by (type, id), nor ``_lastUpdated``, a column of its own)."""
     if isinstance(node, Criterion):
         return node.param.code not in RESOURCE_COLUMNS
+    if isinstance(node, AllOf):
+        ordered = driving_order(node.nodes)
+        return bool(ordered) and _drives_by_pk(ordered[0])
     return not isinstance(node, Has)
 
 
@@ -938,14 +1019,17 @@ def _index_only(node: Node) -> bool:
         return True
     if isinstance(node, InCompartment):
         return not any(itself for _, _, itself in node.members)
-    return False  # _has compares the resource's own type and id
+    if isinstance(node, AllOf):
+        return all(_index_only(n) for n in node.nodes)
+    return False  # _has compares the resource's own type and id; Permitted its type
 
 
 def page_statement(
     query: SearchQuery, position: PagePosition | None, count: int
 ) -> tuple[Select[Any], int]:
     """The statement for one page -- ``count + 1`` rows after (or before) ``position`` in
-    sort order, each with its pk and sort-key values ``k0``... -- and the number of keys."""
+    sort order, each with its pk, sort-key values ``k0``... and the resource's own columns
+    (see _with_bodies) -- and the number of keys."""
     forward = position is None or position.forward
     with _statement():
         source, keys = sort_keys(query)
@@ -960,7 +1044,7 @@ def page_statement(
             if position is not None:
                 stmt = stmt.where(pk_column > position.pk if forward else pk_column < position.pk)
             order: list[Any] = [pk_column.asc() if forward else pk_column.desc()]
-            return stmt.order_by(*order).limit(count + 1), 0
+            return _with_bodies(stmt.order_by(*order).limit(count + 1), [], forward), 0
         labelled = [expr.label(f"k{i}") for i, (expr, _, _) in enumerate(keys)]
         inner = (
             select(resource.c.pk, *labelled)
@@ -972,11 +1056,48 @@ def page_statement(
     stmt = select(inner)
     if position is not None:
         stmt = stmt.where(_beyond(inner_keys, position.keys, inner.c.pk, position.pk, forward))
+    page = stmt.order_by(*_page_order(inner_keys, inner.c.pk, forward)).limit(count + 1)
+    key_specs = [(desc, nullable) for _, desc, nullable in keys]
+    return _with_bodies(page, key_specs, forward), len(keys)
+
+
+def _page_order(keys: list[tuple[Any, bool, bool]], pk: Any, forward: bool) -> list[Any]:
+    """ORDER BY terms for (column, descending, nullable) sort keys then pk, read forward
+    or backward."""
     order = []
-    for column, descending, nullable in inner_keys:
+    for column, descending, nullable in keys:
         order.extend(_order(column, descending if forward else not descending, forward, nullable))
-    order.append(inner.c.pk.asc() if forward else inner.c.pk.desc())
-    return stmt.order_by(*order).limit(count + 1), len(keys)
+    order.append(pk.asc() if forward else pk.desc())
+    return order
+
+
+# The resource rows of a page, joined outside the page's own statement (_with_bodies).
+_PAGE_RESOURCE = resource.alias("found")
+
+
+def _with_bodies(page: Select[Any], keys: list[tuple[bool, bool]], forward: bool) -> Select[Any]:
+    """``page`` (pk and k0... in order, LIMITed) joined to the resource rows it names, in
+    the same order: the page and its bodies in one statement, one round trip instead of
+    two, and nothing can change between them. The page stays a LIMITed subquery, which
+    neither database merges into the join (PostgreSQL never pulls up a subquery with
+    LIMIT; SQLite's flattener refuses one in a join), so it still stops after count + 1
+    rows; the join reads just those rows by primary key, and the outer ORDER BY sorts
+    count + 1 rows."""
+    inner = page.subquery("page")
+    found = _PAGE_RESOURCE
+    inner_keys = [(inner.c[f"k{i}"], desc, nullable) for i, (desc, nullable) in enumerate(keys)]
+    return (
+        select(
+            inner,
+            found.c.rtype,
+            found.c.id,
+            found.c.version,
+            found.c.last_updated,
+            found.c.body,
+        )
+        .join_from(inner, found, found.c.pk == inner.c.pk)
+        .order_by(*_page_order(inner_keys, inner.c.pk, forward))
+    )
 
 
 def count_matches(conn: Connection, query: SearchQuery) -> int:
@@ -1014,42 +1135,49 @@ def execute_search(
 
     forward = position is None or position.forward
     page, key_count = page_statement(query, position, count)
-    rows: list[Any] = []
+    reads_page = count > 0 and query.summary != "count"
+    counts = query.total in ("accurate", "estimate") or query.summary == "count"
+    includes = bool(query.include or query.revinclude)
+    # The usual search is one statement (the page with its bodies): it needs no
+    # transaction, and on PostgreSQL runs in autocommit, one round trip. Several
+    # statements must agree -- the total with the page, includes with the matches -- so
+    # they share one snapshot (fhir_server.storage.database.snapshot).
+    several = (reads_page and counts) or includes or bool(query.explain)
     explained: list[tuple[str, str, str]] = []
-    if query.explain:
-        explained.append(("page", *explain(conn, page, analyze=query.explain == "analyze")))
-    if count > 0 and query.summary != "count":
-        rows = list(conn.execute(page))
-    more = len(rows) > count
-    rows = rows[:count]
-    if not forward:
-        rows.reverse()
+    result = SearchResult(matches=[], warnings=warnings, explained=explained)
+    with snapshot(conn) if several else nullcontext():
+        if query.explain:
+            analyze = query.explain == "analyze"
+            explained.append(("page", *explain(conn, page, analyze=analyze)))
+            if counts:
+                explained.append(("total", *explain(conn, count_statement(query), analyze=analyze)))
+        rows = list(conn.execute(page)) if reads_page else []
+        more = len(rows) > count
+        rows = rows[:count]
+        if not forward:
+            rows.reverse()
+        found = {
+            row.pk: FoundResource(row.rtype, row.id, row.version, row.last_updated, bytes(row.body))
+            for row in rows
+        }
+        result.matches = list(found.values())
+        if counts:
+            result.total = count_matches(conn, query)
+        elif position is None and not more and count > 0:
+            # The whole result is on this one page: the total costs nothing.
+            result.total = len(result.matches)
+        if includes:
+            result.includes = _includes(conn, query, found, result.warnings)
 
     def edge(row: Any, ahead: bool) -> str:
         values = tuple(row._mapping[f"k{i}"] for i in range(key_count))
         return _encode_position(PagePosition(values, row.pk, ahead), fingerprint, secret)
 
-    result = SearchResult(matches=[], warnings=warnings, explained=explained)
     if rows:
         if (forward and more) or (not forward and position is not None):
             result.next_cursor = edge(rows[-1], True)
         if (forward and position is not None) or (not forward and more):
             result.previous_cursor = edge(rows[0], False)
-    pks = [row.pk for row in rows]
-    found = _fetch(conn, pks)
-    result.matches = [found[pk] for pk in pks if pk in found]
-
-    if query.total == "accurate" or query.total == "estimate" or query.summary == "count":
-        result.total = count_matches(conn, query)
-        if query.explain:
-            analyze = query.explain == "analyze"
-            explained.append(("total", *explain(conn, count_statement(query), analyze=analyze)))
-    elif position is None and not more and count > 0:
-        # The whole result is on this one page: the total costs nothing.
-        result.total = len(result.matches)
-
-    if query.include or query.revinclude:
-        result.includes = _includes(conn, query, found, result.warnings)
     return result
 
 
@@ -1147,6 +1275,11 @@ def _includes(
         for inc in revincludes:
             new |= _reverse_sources(conn, list(frontier.values()), inc)
         new -= seen
+        if query.readable is not None and new:
+            # An included resource the token could not read is left out, and :iterate
+            # never walks on through it (access control, search.html#include).
+            seen |= new
+            new = _readable(conn, new, query.readable)
         room = MAX_INCLUDES - len(included)
         if len(new) > room:
             warnings.append(
@@ -1161,6 +1294,15 @@ def _includes(
         included.update(frontier)
         seen |= new
     return [included[pk] for pk in sorted(included)]
+
+
+def _readable(conn: Connection, pks: set[int], readable: Permitted) -> set[int]:
+    """The pks among ``pks`` the access restriction ``readable`` lets through."""
+    with _statement():
+        stmt = select(resource.c.pk).where(
+            resource.c.pk.in_(sorted(pks)), _permitted(readable, None, resource, False)
+        )
+    return {pk for (pk,) in conn.execute(stmt)}
 
 
 # --- _explain (a debug parameter; the server decides who may use it) ------------------
@@ -1227,9 +1369,10 @@ def live_registry(conn: Connection) -> Registry:
     """The registry in force on the database behind ``conn``: the R4 core parameters plus
     the active SearchParameter resources stored there (fhir_server.search.custom).
 
-    Every server process asks once per request or write transaction; the answer is
-    rebuilt only when the stored SearchParameters changed, so a parameter written through
-    one process is used by all of them from their next request on."""
+    Asked once per write transaction (and by SearchRegistryCache for searches, at most
+    once per its ttl); the answer is rebuilt only when the stored SearchParameters
+    changed, so a parameter written through one process is used by every process's next
+    write, and by its searches within the cache's bound."""
     known = _CHECKED.get(conn)
     if known is not None:
         return known
@@ -1245,6 +1388,52 @@ def live_registry(conn: Connection) -> Registry:
     )
     _CHECKED[conn] = reg
     return reg
+
+
+# How stale the registry of a search may be (SearchRegistryCache): the bound within which
+# a SearchParameter written through another process is in force in this one's searches.
+SEARCH_REGISTRY_TTL_S = 0.5
+
+
+class SearchRegistryCache:
+    """The registry searches use on one database in one process (one per Repository):
+    live_registry's digest query at most once every ``ttl`` seconds of ``clock``.
+
+    The digest is a round trip of its own; asked on every search it was one of five per
+    search on PostgreSQL (docs/BENCHMARKS.md, "Search"). The bound it buys: a custom
+    SearchParameter created, changed or retired through another server process is in force
+    in this process's searches within ``ttl`` seconds of its commit; written through this
+    process, from the next search on (the repository calls :meth:`changed` after such a
+    commit). Writes never use this cache: a write transaction checks the digest itself
+    (live_registry), so index rows are always extracted with the parameters in force.
+    """
+
+    def __init__(
+        self, ttl: float = SEARCH_REGISTRY_TTL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._generation = 0
+        # (clock at the check, generation at the check, registry): replaced whole
+        self._state: tuple[float, int, Registry] | None = None
+
+    def registry(self, conn: Connection) -> Registry:
+        now = self._clock()
+        state = self._state
+        if state is not None:
+            checked_at, generation, reg = state
+            if generation == self._generation and now - checked_at < self._ttl:
+                return reg
+        # Read the generation before the check: a change committed meanwhile leaves the
+        # stored state already outdated, so the next search checks again.
+        generation = self._generation
+        reg = live_registry(conn)
+        self._state = (now, generation, reg)
+        return reg
+
+    def changed(self) -> None:
+        """This process committed a change to a SearchParameter: check on the next search."""
+        self._generation += 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.metamorphic_sample,
         help="share of patient-weeks re-planned with the newest pain one point higher",
     )
+    parser.add_argument(
+        "--late-review-rate",
+        type=float,
+        default=defaults.late_review_rate,
+        help="share of stop-and-refers a clinician reviews only after 8-13 days",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = parser.parse_args(argv)
     try:
@@ -42,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             red_flag_rate=args.red_flag_rate,
             near_miss_rate=args.near_miss_rate,
             metamorphic_sample=args.metamorphic_sample,
+            late_review_rate=args.late_review_rate,
         )
     except ValueError as error:
         parser.error(str(error))

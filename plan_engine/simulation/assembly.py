@@ -40,6 +40,7 @@ class PatientRecord:
     plans: list[PreviousPlan] = field(default_factory=list)
     red_flags: list[RedFlagAnswers] = field(default_factory=list)
     last_app_use: date | None = None
+    safety_reviews: list[date] = field(default_factory=list)  # a clinician reviewed a stop
 
     def store_plan(self, decision: PlanDecision) -> PreviousPlan:
         plan = previous_plan_of(decision)
@@ -84,4 +85,5 @@ def assemble_snapshot(
         red_flags=tuple(r for r in record.red_flags if since <= r.answered_on <= as_of),
         last_app_use=record.last_app_use,
         inputs=tuple(r.source for r in reports[-4:] if r.source),
+        safety_reviews=tuple(d for d in record.safety_reviews if d <= as_of),
     )

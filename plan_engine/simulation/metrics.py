@@ -170,8 +170,11 @@ def build_report(spec: CohortSpec, traces: Iterable[PatientTrace]) -> dict[str, 
         for i, w in injected
         if not _red_flag_detected(w)
     ]
-    holds_without_injection = sum(1 for w in weeks if w.status == "on-hold" and not w.injected)
-    # After a stop-and-refer, does the next weekly plan wait for a clinician? (It cannot know.)
+    holds_without_injection = sum(
+        1 for w in weeks if w.status == "on-hold" and not w.injected and not w.awaiting_review
+    )
+    holds_awaiting_review = sum(1 for w in weeks if w.awaiting_review)
+    # After a stop-and-refer the next plan stays on hold until a clinician's review.
     after_stop = [
         nxt.mode
         for t in traces
@@ -314,9 +317,12 @@ def build_report(spec: CohortSpec, traces: Iterable[PatientTrace]) -> dict[str, 
             },
             "missed": missed_red_flags[:MAX_EXAMPLES],
             "holds_without_injected_red_flag": holds_without_injection,
+            "holds_awaiting_review": holds_awaiting_review,
             "next_week_after_stop": dict(sorted(Counter(after_stop).items())),
             "near_misses": len(near_misses),
-            "near_misses_stopped": sum(1 for w in near_misses if w.status == "on-hold"),
+            "near_misses_stopped": sum(
+                1 for w in near_misses if w.status == "on-hold" and not w.awaiting_review
+            ),
         },
         "escalations": {
             "raised": escalations_raised,

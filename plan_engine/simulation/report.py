@@ -69,6 +69,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             ("red-flag recall", _pct(rf["recall"])),
             ("plans on hold without an injected red flag", rf["holds_without_injected_red_flag"]),
             (
+                "plans kept on hold awaiting a clinician's review (SAFE-HOLD-UNTIL-REVIEW)",
+                rf["holds_awaiting_review"],
+            ),
+            (
                 "mode of the next plan after a stop-and-refer",
                 ", ".join(f"{k}: {v}" for k, v in rf["next_week_after_stop"].items()) or "–",
             ),

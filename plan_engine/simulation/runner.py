@@ -61,6 +61,7 @@ class WeekRecord:
     expected: tuple[tuple[str, str], ...]  # oracle: finding id, severity class
     injected: str | None  # the urgent finding an injected red flag must raise this week
     near_miss: bool  # a lone sign that must not stop the plan was reported this week
+    awaiting_review: bool  # on hold because a stop-and-refer was not reviewed yet
     worsened: bool  # the data show worse pain or RMDQ than the previous measure
     harder_than_before: tuple[str, ...]  # what got harder than the previous plan
     counterfactual: tuple[str, ...] | None  # None: not sampled; (): pain + 1 was not harder
@@ -140,6 +141,8 @@ class PatientRun:
         injected = event.finding_id if event is not None and event.week == self.week else None
 
         self.stored.store_plan(decision)
+        if any(f.severity == "urgent" for f in decision.findings):
+            self.stored.safety_reviews.append(self._review_day(as_of))
         lived, met, valid = self._live(decision)
         goal = decision.step_goal.steps_per_day if decision.step_goal else 0
         self.weeks.append(
@@ -158,6 +161,9 @@ class PatientRun:
                 expected=tuple(sorted(expected.items())),
                 injected=injected,
                 near_miss=self.pending_near_miss,
+                awaiting_review=any(
+                    r.ref == "SAFE-HOLD-UNTIL-REVIEW" for r in decision.mode_reasons
+                ),
                 worsened=worsened,
                 harder_than_before=harder_than_before,
                 counterfactual=counterfactual,
@@ -179,6 +185,12 @@ class PatientRun:
             random.Random(self.spec.stream(self.patient.index, "course", self.week)),
         )
         self.week += 1
+
+    def _review_day(self, as_of: date) -> date:
+        """When the clinician records the review of this week's stop-and-refer [D]."""
+        rng = random.Random(self.spec.stream(self.patient.index, "review", self.week))
+        late = rng.random() < self.spec.late_review_rate
+        return as_of + timedelta(days=rng.randint(8, 13) if late else rng.randint(1, 5))
 
     def _counterfactual(
         self,

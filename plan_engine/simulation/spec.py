@@ -18,6 +18,8 @@ class CohortSpec:
     red-flag answer that must *not* stop the plan on its own (fever, weight loss or new pain
     alone). ``metamorphic_sample`` is the share of patient-weeks re-planned with the newest
     pain one point higher, to check that a worse week never gives a harder plan.
+    ``late_review_rate`` is the share of stop-and-refers a clinician reviews only after 8-13
+    days (the others within 1-5 days); until the review the plan stays on hold.
     """
 
     patients: int = 1000
@@ -27,13 +29,14 @@ class CohortSpec:
     red_flag_rate: float = 0.08
     near_miss_rate: float = 0.01
     metamorphic_sample: float = 0.25
+    late_review_rate: float = 0.15
 
     def __post_init__(self) -> None:
         if self.patients < 1:
             raise ValueError("patients must be at least 1")
         if not MIN_WEEKS <= self.weeks <= MAX_WEEKS:
             raise ValueError(f"weeks must be within {MIN_WEEKS}-{MAX_WEEKS}")
-        for name in ("red_flag_rate", "near_miss_rate", "metamorphic_sample"):
+        for name in ("red_flag_rate", "near_miss_rate", "metamorphic_sample", "late_review_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0-1")

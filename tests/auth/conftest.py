@@ -4,6 +4,7 @@ the way an installation makes them: FHIR writes over HTTP and the ``selfback`` C
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ CLINICIAN_PASSWORD = "correct horse battery staple"
 
 # Generous limits: the tests share one IP (127.0.0.1); test_auth_login_limits has its own server.
 GENEROUS = {
+    "SELFBACK_AUTH": "smart",
     "SELFBACK_LOAD_CONTENT": "0",
     "SELFBACK_SMS_IP_HOURLY_LIMIT": "10000",
     "SELFBACK_SMS_HOURLY_LIMIT": "10000",
@@ -64,6 +66,8 @@ class SmartEnv:
     apps: dict[str, App] = field(default_factory=dict)
     backends: dict[str, tuple[str, BackendKey]] = field(default_factory=dict)
     jwks_server: JwksServer | None = None
+    # (token, monotonic deadline) per backend client and scope, reused while it lives
+    _tokens: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -84,8 +88,30 @@ class SmartEnv:
     def cli(self, *args: str, env: dict[str, str] | None = None) -> Any:
         return auth_cli(*args, database_url=self.database_url, data_dir=self.data_dir, env=env)
 
+    def admin_headers(self) -> dict[str, str]:
+        """A bearer token of the set-up client (``system/*.cruds``): how the tests write
+        their fixtures now that /fhir enforces tokens. No header on a server that runs with
+        ``SELFBACK_AUTH=none`` (no set-up client registered)."""
+        if "setup" not in self.backends:
+            return {}
+        return bearer(self.cached_token("setup", "system/*.cruds"))
+
+    def cached_token(self, name: str, scope: str) -> str:
+        key = (name, scope)
+        found = self._tokens.get(key)
+        if found is None or found[1] < time.monotonic():
+            # backend tokens live 5 minutes; renew a minute early
+            found = (self.backend_access_token(name, scope), time.monotonic() + 240)
+            self._tokens[key] = found
+        return found[0]
+
     def create(self, resource: dict[str, Any]) -> str:
-        response = httpx.post(f"{self.fhir}/{resource['resourceType']}", json=resource, timeout=60)
+        response = httpx.post(
+            f"{self.fhir}/{resource['resourceType']}",
+            json=resource,
+            headers=self.admin_headers(),
+            timeout=60,
+        )
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 
@@ -216,6 +242,23 @@ def smart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmartEnv]:
 
 
 def _populate(env: SmartEnv, jwks_server: JwksServer) -> None:
+    # The set-up client writes the fixtures (FHIR writes need a token).
+    setup_key = BackendKey.rs384()
+    setup_jwks = env.data_dir / "setup-jwks.json"
+    setup_jwks.write_bytes(orjson.dumps({"keys": [setup_key.public()]}))
+    setup = env.cli(
+        "client",
+        "register",
+        "--name",
+        "Test set-up",
+        "--type",
+        "confidential-asymmetric",
+        "--jwks-file",
+        str(setup_jwks),
+        "--scope",
+        "system/*.cruds",
+    )
+    env.backends["setup"] = (setup["client_id"], setup_key)
     env.patients = {"a": env.new_patient("Andersen"), "b": env.new_patient("Berg")}
     env.practitioner = env.create(
         {"resourceType": "Practitioner", "name": [{"family": "Jensen", "given": ["Anna"]}]}
@@ -326,3 +369,12 @@ def _populate(env: SmartEnv, jwks_server: JwksServer) -> None:
         f"Practitioner/{env.practitioner}",
         env={"SELFBACK_NEW_PASSWORD": CLINICIAN_PASSWORD},
     )
+
+
+@pytest.fixture(scope="session")
+def world(smart: SmartEnv) -> Any:
+    """Patients A and B with data of the representative types, and minted tokens
+    (tests/auth/access_world.py)."""
+    from tests.auth.access_world import build_world
+
+    return build_world(smart)

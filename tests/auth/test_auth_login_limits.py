@@ -22,7 +22,10 @@ pytestmark = pytest.mark.db
 
 def limited_env(tmp_path: Path, **env: str) -> SmartEnv:
     database_url = fresh_database_url(tmp_path, "limits")
-    server = start_server(database_url, tmp_path, SELFBACK_LOAD_CONTENT="0", **env)
+    # These servers test the sign-in limits only: their FHIR set-up writes need no token.
+    server = start_server(
+        database_url, tmp_path, SELFBACK_LOAD_CONTENT="0", SELFBACK_AUTH="none", **env
+    )
     smart = SmartEnv(server, database_url, tmp_path)
     registered = smart.cli(
         "client",

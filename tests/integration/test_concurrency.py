@@ -44,6 +44,7 @@ def multi_worker(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         ],
         env={
             **os.environ,
+            "SELFBACK_AUTH": "none",  # loopback, every request an admin (docs/AUTH.md)
             "SELFBACK_DATABASE_URL": database_url,
             "SELFBACK_DATA_DIR": str(data_dir),
         },

@@ -29,6 +29,17 @@ def test_strict_r4_models_parse_our_resources_and_bundles(fhir: httpx.Client) ->
         json={
             "resourceType": "Observation",
             "status": "final",
+            # a step count is a programme resource: the daily-step profile applies on write
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": "activity",
+                        }
+                    ]
+                }
+            ],
             "code": {
                 "coding": [
                     {
@@ -44,7 +55,7 @@ def test_strict_r4_models_parse_our_resources_and_bundles(fhir: httpx.Client) ->
                 "value": 6012,
                 "unit": "steps/day",
                 "system": "http://unitsofmeasure.org",
-                "code": "{steps}/d",
+                "code": "/d",
             },
         },
     ).json()

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from pe_personas import AS_OF, LAST_WEEK, START, baseline, plan, red_flag, report, standard, steps
 
-from plan_engine import ConsentState, RedFlagAnswers, codes, decide_plan
+from plan_engine import ConsentState, PatientSnapshot, RedFlagAnswers, codes, decide_plan
 
 
 def answers(days_before: int = 1, **flags: bool) -> RedFlagAnswers:
@@ -175,3 +175,50 @@ def test_withdrawn_consent_gives_no_plan() -> None:
 def test_urgent_patient_message_is_in_the_patients_language() -> None:
     decision = decide_plan(replace(red_flag(), language="da"), AS_OF)
     assert decision.patient_message is not None and "ringe 112" in decision.patient_message
+
+
+def _stopped_last_week(*reviews: int) -> PatientSnapshot:
+    """Week 3 was stopped (safety hold) by a red flag now out of the window; ``reviews`` are
+    days before AS_OF on which a clinician recorded a review."""
+    held = plan("week-3-held", LAST_WEEK, 5000, mode="safety-hold")
+    base = standard()
+    return replace(
+        base,
+        previous_plans=(*base.previous_plans[:-1], held),
+        safety_reviews=tuple(AS_OF - timedelta(days=d) for d in reviews),
+    )
+
+
+@pytest.mark.parametrize(
+    ("reviews", "held"),
+    [
+        ((), True),  # no review: the hold goes on (engine finding 3)
+        ((8,), True),  # a review from before the hold does not count
+        ((7,), False),  # reviewed on the day the hold began
+        ((2,), False),
+        ((0,), False),  # reviewed on the plan's first day
+    ],
+)
+def test_a_safety_hold_lasts_until_a_clinician_review(reviews: tuple[int, ...], held: bool) -> None:
+    decision = decide_plan(_stopped_last_week(*reviews), AS_OF)
+    assert decision.findings == ()  # nothing new: no second Flag or Communication
+    if held:
+        assert (decision.status, decision.mode) == ("on-hold", "safety-hold")
+        assert [r.ref for r in decision.mode_reasons] == ["SAFE-HOLD-UNTIL-REVIEW"]
+        assert decision.exercises == () and decision.education == ()
+        assert decision.step_goal is not None and decision.step_goal.steps_per_day <= 5000
+        assert "112" in (decision.patient_message or "")
+        assert decision.resources_of("Flag") == ()
+    else:
+        assert decision.status == "active" and decision.mode != "safety-hold"
+        assert decision.exercises
+
+
+def test_a_hold_of_several_weeks_counts_from_its_first_week() -> None:
+    snapshot = _stopped_last_week(10)  # reviewed during the first held week
+    first_hold = plan("week-2-held", LAST_WEEK - timedelta(days=7), 5000, mode="safety-hold")
+    snapshot = replace(
+        snapshot,
+        previous_plans=(*snapshot.previous_plans[:-2], first_hold, snapshot.previous_plans[-1]),
+    )
+    assert decide_plan(snapshot, AS_OF).status == "active"

@@ -228,3 +228,22 @@ def test_cli_prints_markdown_by_default(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["--patients", "2", "--weeks", "2"]) == 0
     out = capsys.readouterr().out
     assert "red-flag recall" in out and "| sex |" in out
+
+
+def test_stopped_plans_wait_for_the_clinicians_review() -> None:
+    """Engine finding 3: with every review late (8-13 days), the week after each stop stays
+    on hold (SAFE-HOLD-UNTIL-REVIEW); with every review within 5 days, none does."""
+    late = run_cohort(
+        CohortSpec(patients=24, weeks=6, seed=3, red_flag_rate=1.0, late_review_rate=1.0)
+    )["red_flags"]
+    prompt = run_cohort(
+        CohortSpec(patients=24, weeks=6, seed=3, red_flag_rate=1.0, late_review_rate=0.0)
+    )["red_flags"]
+    assert late["recall"] == prompt["recall"] == 1.0
+    stops_with_a_next_week = sum(prompt["next_week_after_stop"].values())
+    assert stops_with_a_next_week > 0
+    assert late["next_week_after_stop"] == {"safety-hold": stops_with_a_next_week}
+    assert late["holds_awaiting_review"] >= stops_with_a_next_week
+    assert "safety-hold" not in prompt["next_week_after_stop"]
+    assert prompt["holds_awaiting_review"] == 0
+    assert late["holds_without_injected_red_flag"] == prompt["holds_without_injected_red_flag"] == 0

@@ -113,11 +113,6 @@ def test_worsened_means_a_rise_in_the_new_pain() -> None:
     assert not symptoms_worsened(_snapshot((6, 5), 6000, (6000,) * 7), AS_OF, rules)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: a hold (SAFE-SYMPTOMS-WORSENED, PR-*, any finding) keeps the old goal "
-    "instead of letting STEP-DECREASE-HALFWAY lower it; docs/SIMULATION.md, engine findings 1",
-)
 def test_one_point_more_pain_never_gives_a_higher_goal() -> None:
     """Metamorphic: goal rarely met (1 of 7 days). Pain steady: the goal goes half way down.
     Pain one point higher: the goal must not end up above that."""
@@ -137,12 +132,6 @@ def test_one_point_more_pain_never_gives_a_higher_goal() -> None:
     assert worsened.step_goal.steps_per_day <= as_made.step_goal.steps_per_day
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: pain-relief mode ends when the flare rule no longer fires, even though "
-    "pain rose again (SAFE-SYMPTOMS-WORSENED does not cover the mode); docs/SIMULATION.md, "
-    "engine findings 2",
-)
 def test_rising_pain_does_not_end_pain_relief_mode() -> None:
     """Pain 2 -> 5 (PR-FLARE: pain-relief plan) -> 6: pain rose again, so the plan should
     not go back to the full strength programme this week."""
@@ -172,3 +161,5 @@ def test_rising_pain_does_not_end_pain_relief_mode() -> None:
     assert symptoms_worsened(snapshot, AS_OF, load_rules())
     decision = decide_plan(snapshot, AS_OF)
     assert decision.mode != "standard", [e.exercise_id for e in decision.exercises]
+    assert decision.mode == "pain-relief"
+    assert [r.ref for r in decision.mode_reasons] == ["PR-CONTINUE-RISING"]

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from search_db import drop_postgres, postgres_url
+from sqlalchemy import func, insert, inspect, select
 
 from fhir_server.storage import schema
-from fhir_server.storage.database import open_database
-from fhir_server.storage.migrate import upgrade
+from fhir_server.storage.database import Database, open_database
+from fhir_server.storage.migrate import alembic_config, upgrade
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -63,5 +65,85 @@ def test_migrations_match_the_schema(migrated_url: str) -> None:
                 },
             )
             assert compare_metadata(context, schema.metadata) == []
+    finally:
+        db.dispose()
+
+
+def _index_columns(db: Database, table: str, name: str) -> list[str]:
+    with db.reader.connect() as conn:
+        found = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes(table)}
+    return found[name]
+
+
+def _statistics(db: Database) -> set[str]:
+    if db.dialect != "postgresql":
+        return set()
+    with db.reader.connect() as conn:
+        return set(conn.exec_driver_sql("SELECT stxname FROM pg_statistic_ext").scalars())
+
+
+def _downgrade(db: Database, revision: str) -> None:
+    config = alembic_config(db)
+    with db.writer.connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+        connection.commit()
+
+
+def test_0005_search_indexes_down_and_up_on_a_populated_database(migrated_url: str) -> None:
+    """0005 (composites from the index, sp_token statistics) applies over data written at
+    0004, undoes itself, and applies again; the rows are untouched throughout."""
+    db = open_database(migrated_url)
+    try:
+        assert upgrade(db, "0004") == "0004"
+        with db.writer.begin() as conn:
+            conn.execute(
+                insert(schema.sp_token),
+                [
+                    {"res_pk": pk, "rtype": "Observation", "param": "code", "code": "c", "grp": 0}
+                    for pk in range(1, 51)
+                ],
+            )
+            conn.execute(
+                insert(schema.sp_quantity),
+                [
+                    {"res_pk": pk, "rtype": "Observation", "param": "v#1", "lo": 1.0, "hi": 1.0}
+                    for pk in range(1, 51)
+                ],
+            )
+
+        assert upgrade(db, "0005") == "0005"
+        assert _index_columns(db, "sp_token", "ix_sp_token_value")[-2:] == ["res_pk", "grp"]
+        assert _index_columns(db, "sp_quantity", "ix_sp_quantity_res") == [
+            "res_pk",
+            "param",
+            "grp",
+            "lo",
+            "hi",
+        ]
+        if db.dialect == "postgresql":
+            assert "st_sp_token_rtype_param_code" in _statistics(db)
+
+        _downgrade(db, "0004")
+        assert _index_columns(db, "sp_token", "ix_sp_token_value")[-1] == "res_pk"
+        assert _index_columns(db, "sp_quantity", "ix_sp_quantity_res") == ["res_pk"]
+        assert "st_sp_token_rtype_param_code" not in _statistics(db)
+
+        assert upgrade(db, "0005") == "0005"
+        with db.reader.connect() as conn:
+            for table in (schema.sp_token, schema.sp_quantity):
+                assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 50
+    finally:
+        db.dispose()
+
+
+def test_fresh_metadata_has_the_statistics_of_the_migrations(migrated_url: str) -> None:
+    """Databases made from the metadata (tests, tools) get the same statistics objects as
+    migrated ones (schema.py listens for sp_token's creation)."""
+    db = open_database(migrated_url)
+    try:
+        schema.metadata.create_all(db.writer, tables=[schema.sp_token])
+        expected = {"st_sp_token_rtype_param_code"} if db.dialect == "postgresql" else set()
+        assert _statistics(db) == expected
     finally:
         db.dispose()

@@ -1,0 +1,643 @@
+"""Stored FHIR resources -> :class:`plan_engine.PatientSnapshot`. Pure: no database, no clock.
+
+:func:`build_snapshot` takes everything stored about one patient (a :class:`PatientRecord`,
+which :mod:`fhir_server.planning.record` reads through the search engine) and the first
+day of the plan week (``as_of``). What counts is decided here, with the dates the engine
+expects: weekly reports and exercise logs dated before ``as_of``, red-flag answers up to
+and including ``as_of``, 28 days of steps before ``as_of``, and only earlier weekly plans.
+Data written after a plan was made but dated inside its week therefore never changes the
+snapshot of that plan, and a re-run of the same trigger sees the same snapshot.
+
+Where each input comes from (docs/PLAN_ENGINE.md, "In the server"):
+
+- baseline: the oldest completed ``selfback-baseline`` response (age, sex, episode
+  duration, comorbidities from its answers) and the oldest score Observation of each score
+  (``Observation.method`` = scoring-algorithm code) from any response of the patient;
+- weekly reports and red-flag answers: ``selfback-weekly`` responses with their scores;
+  later baseline and mental-health responses add RMDQ and PHQ-8 follow-ups;
+- exercise logs: ``selfback-exercise-feedback`` responses;
+- steps: Observations LOINC 41950-7, the ``step-day-valid`` extension;
+- education: completed Communications instantiating an education ActivityDefinition;
+- earlier plans: the engine's CarePlans based on the programme CarePlan and their Goals;
+- overrides: a clinician's step Goal and ``doNotPerform`` exercise activities on the
+  programme CarePlan; consent: the newest treatment / research Consent;
+- safety reviews: ``mitigation`` entries clinicians add to the engine's DetectedIssues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from fhir_server.planning import conventions as fc
+from fhir_server.planning.settings import planning_settings
+from plan_engine import (
+    BaselineScores,
+    ClinicianOverrides,
+    ConsentState,
+    EducationRecord,
+    ExerciseLog,
+    PatientSnapshot,
+    PlannedExercise,
+    PreviousPlan,
+    RedFlagAnswers,
+    StepDay,
+    WeeklyReport,
+    codes,
+    load_catalogue,
+)
+
+STEP_WINDOW = timedelta(days=28)
+LOG_WINDOW = timedelta(days=28)
+BASELINE_SPAN = timedelta(days=14)
+_SCORED_STATUSES = ("completed", "amended")
+_PLAN_STATUSES = ("active", "on-hold", "completed", "revoked")
+
+
+class PlanningInputError(ValueError):
+    """The stored data are not enough to plan from (no programme CarePlan, no baseline, ...);
+    the server answers 422 with this message."""
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    """What is stored about one patient, as FHIR JSON, in no particular order."""
+
+    patient: dict[str, Any]
+    programme_plan: dict[str, Any]
+    responses: tuple[dict[str, Any], ...] = ()
+    observations: tuple[dict[str, Any], ...] = ()  # score Observations and daily steps
+    weekly_plans: tuple[dict[str, Any], ...] = ()  # CarePlans based on the programme plan
+    goals: tuple[dict[str, Any], ...] = ()  # the engine's step Goals and clinicians' Goals
+    communications: tuple[dict[str, Any], ...] = ()  # education read reports
+    consents: tuple[dict[str, Any], ...] = ()
+    detected_issues: tuple[dict[str, Any], ...] = ()  # the engine's, with clinicians' reviews
+    extra_inputs: tuple[str, ...] = field(default=())
+
+
+def day_of(value: str | None) -> date | None:
+    """The calendar date of a FHIR date/dateTime as written (its own time zone)."""
+    if not value or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def _ref(resource: dict[str, Any]) -> str:
+    return f"{resource['resourceType']}/{resource['id']}"
+
+
+def _ref_id(reference: Any, rtype: str) -> str | None:
+    if not isinstance(reference, dict):
+        return None
+    value = reference.get("reference")
+    if isinstance(value, str) and value.startswith(rtype + "/"):
+        return value.split("/", 2)[1]
+    return None
+
+
+def _questionnaire(response: dict[str, Any]) -> str:
+    return str(response.get("questionnaire") or "").split("|", 1)[0]
+
+
+def answers(response: dict[str, Any]) -> dict[str, list[Any]]:
+    """linkId -> the answer values (booleans, numbers, codes, strings), nested items too."""
+    found: dict[str, list[Any]] = {}
+
+    def walk(items: Iterable[dict[str, Any]]) -> None:
+        for item in items:
+            for answer in item.get("answer") or []:
+                for key, value in answer.items():
+                    if key == "valueCoding":
+                        found.setdefault(item["linkId"], []).append(value.get("code"))
+                    elif key.startswith("value"):
+                        found.setdefault(item["linkId"], []).append(value)
+                walk(answer.get("item") or [])
+            walk(item.get("item") or [])
+
+    walk(response.get("item") or [])
+    return found
+
+
+def _first(values: dict[str, list[Any]], link_id: str) -> Any:
+    got = values.get(link_id)
+    return got[0] if got else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return int(round(value))
+    return None
+
+
+def _score_id(observation: dict[str, Any]) -> str | None:
+    for coding in (observation.get("method") or {}).get("coding") or []:
+        if coding.get("system") == fc.SCORING_ALGORITHM:
+            return str(coding.get("code"))
+    return None
+
+
+def _score_value(observation: dict[str, Any]) -> Any:
+    if "valueInteger" in observation:
+        return observation["valueInteger"]
+    if "valueQuantity" in observation:
+        return observation["valueQuantity"].get("value")
+    if "valueCodeableConcept" in observation:
+        for coding in observation["valueCodeableConcept"].get("coding") or []:
+            if str(coding.get("system", "")).endswith("/CodeSystem/score-band"):
+                return coding.get("code")
+    return None
+
+
+def _has_code(resource: dict[str, Any], element: str, system: str, code: str) -> bool:
+    concepts = resource.get(element) or []
+    if isinstance(concepts, dict):
+        concepts = [concepts]
+    return any(
+        c.get("system") == system and c.get("code") == code
+        for concept in concepts
+        for c in concept.get("coding") or []
+    )
+
+
+def _extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
+    return next((e for e in resource.get("extension") or [] if e.get("url") == url), None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    response: dict[str, Any]
+    day: date
+    questionnaire: str
+    answers: dict[str, list[Any]]
+    scores: dict[str, Any]
+
+
+def _scored_responses(record: PatientRecord) -> list[_Scored]:
+    by_response: dict[str, dict[str, Any]] = {}
+    for observation in record.observations:
+        score = _score_id(observation)
+        if score is None or observation.get("status") not in ("final", "amended", "corrected"):
+            continue
+        for source in observation.get("derivedFrom") or []:
+            qr_id = _ref_id(source, "QuestionnaireResponse")
+            if qr_id is not None:
+                by_response.setdefault(qr_id, {})[score] = _score_value(observation)
+    out = []
+    for response in record.responses:
+        day = day_of(response.get("authored")) or day_of(
+            (response.get("meta") or {}).get("lastUpdated")
+        )
+        if response.get("status") not in _SCORED_STATUSES or day is None:
+            continue
+        out.append(
+            _Scored(
+                response,
+                day,
+                _questionnaire(response),
+                answers(response),
+                by_response.get(response["id"], {}),
+            )
+        )
+    out.sort(key=lambda s: (s.day, str(s.response.get("authored")), s.response["id"]))
+    return out
+
+
+_EPISODES = {
+    "episode-lt-1w": "<1w",
+    "episode-1-4w": "1-4w",
+    "episode-5-12w": "5-12w",
+    "episode-gt-12w": ">12w",
+}
+_RISK = {"sbst-low": "low", "sbst-medium": "medium", "sbst-high": "high"}
+_RED_FLAG_ITEMS = {
+    "rf-bladder-bowel": "bladder_bowel_dysfunction",
+    "rf-saddle-numbness": "saddle_numbness",
+    "rf-leg-weakness": "progressive_leg_weakness",
+    "rf-fever": "fever",
+    "rf-weight-loss": "unexplained_weight_loss",
+    "rf-trauma": "significant_trauma",
+}
+
+
+def _baseline(scored: list[_Scored]) -> tuple[BaselineScores, set[str]]:
+    """The baseline and the responses it used (they are not weekly reports)."""
+    first = next((s for s in scored if s.questionnaire == fc.BASELINE_QUESTIONNAIRE), None)
+    if first is None:
+        raise PlanningInputError(
+            "No completed baseline questionnaire (selfback-baseline) for this patient: "
+            "the first plan needs the baseline scores"
+        )
+    oldest: dict[str, tuple[Any, str]] = {}
+    for s in scored:
+        # The baseline is the baseline questionnaire plus the other baseline-time
+        # questionnaires (mental health, everyday health, ...) answered within
+        # BASELINE_SPAN of it; weekly check-ins and exercise feedback never count.
+        if s.questionnaire in (fc.WEEKLY_QUESTIONNAIRE, fc.EXERCISE_FEEDBACK_QUESTIONNAIRE):
+            continue
+        if s is not first and not first.day <= s.day <= first.day + BASELINE_SPAN:
+            continue
+        for score_id, value in s.scores.items():
+            if score_id not in oldest and value is not None:
+                oldest[score_id] = (value, s.response["id"])
+    used = {first.response["id"]} | {
+        rid for score_id, (_, rid) in oldest.items() if score_id in ("phq8-total", "pss10-total")
+    }
+    values = first.answers
+    comorbidities = frozenset(
+        str(c) for c in values.get("comorbidity", []) if c and c != "comorbidity-none"
+    )
+    sex = _first(values, "sex")
+    risk = oldest.get("startback-risk", (None, ""))[0]
+
+    def score(name: str) -> int | None:
+        return _int_or_none(oldest.get(name, (None, ""))[0])
+
+    baseline = BaselineScores(
+        completed_on=first.day,
+        age=_int_or_none(_first(values, "age")),
+        sex=sex if sex in ("female", "male") else None,
+        pain_average=_int_or_none(first.scores.get("nrs-pain-average")),
+        pain_worst=_int_or_none(first.scores.get("nrs-pain-worst")),
+        rmdq=_int_or_none(first.scores.get("rmdq-total")),
+        pseq=score("pseq-total"),
+        pseq2=score("pseq2-total"),
+        fabq_pa=score("fabq-pa-total"),
+        phq8=score("phq8-total"),
+        pss10=score("pss10-total"),
+        wai=score("wai-current"),
+        saltin_grimby=score("saltin-grimby-level"),
+        episode_duration=_EPISODES.get(str(_first(values, "episode-duration"))),  # type: ignore[arg-type]
+        start_back_risk=_RISK.get(str(risk)),  # type: ignore[arg-type]
+        comorbidities=comorbidities,
+    )
+    return baseline, used
+
+
+def _weekly_report(s: _Scored, sleep_problem_at_or_below: int) -> WeeklyReport | None:
+    source = _ref(s.response)
+    if s.questionnaire == fc.WEEKLY_QUESTIONNAIRE:
+        sleep = _int_or_none(_first(s.answers, "sleep-weekly"))
+        return WeeklyReport(
+            reported_on=s.day,
+            pain_average=_int_or_none(s.scores.get("nrs-pain-average")),
+            pain_interference=_int_or_none(s.scores.get("pain-interference")),
+            fear_of_movement=_int_or_none(s.scores.get("fear-avoidance-item")),
+            pseq2=_int_or_none(s.scores.get("pseq2-total")),
+            pss4=_int_or_none(s.scores.get("pss4-total")),
+            phq2=_int_or_none(s.scores.get("phq2-total")),
+            wai=_int_or_none(s.scores.get("wai-current")),
+            sleep_problem=None if sleep is None else sleep <= sleep_problem_at_or_below,
+            barriers=frozenset(str(b) for b in s.answers.get("barriers", []) if b),
+            source=source,
+        )
+    rmdq = _int_or_none(s.scores.get("rmdq-total"))
+    phq8 = _int_or_none(s.scores.get("phq8-total"))
+    if rmdq is None and phq8 is None:
+        return None
+    return WeeklyReport(reported_on=s.day, rmdq=rmdq, phq8=phq8, source=source)
+
+
+def _red_flags(s: _Scored) -> RedFlagAnswers | None:
+    given = {
+        field_name: bool(_first(s.answers, link_id))
+        for link_id, field_name in _RED_FLAG_ITEMS.items()
+        if isinstance(_first(s.answers, link_id), bool)
+    }
+    if not given:
+        return None
+    return RedFlagAnswers(answered_on=s.day, source=_ref(s.response), **given)  # type: ignore[arg-type]
+
+
+_FEEDBACK = {"easy", "difficult", "pain", "instruction-unclear"}
+
+
+def _exercise_log(s: _Scored) -> ExerciseLog | None:
+    exercise_id = _first(s.answers, "exercise")
+    level = _int_or_none(_first(s.answers, "exercise-level"))
+    if not isinstance(exercise_id, str) or level is None:
+        return None
+    if not load_catalogue().has_exercise(exercise_id, level):
+        return None  # not one of the catalogue's exercises: nothing the engine can adapt
+    outcome = _first(s.answers, "exercise-outcome")
+    reps = tuple(
+        r
+        for r in (_int_or_none(_first(s.answers, f"reps-set-{n}")) for n in (1, 2, 3))
+        if r is not None
+    )
+    reason = _first(s.answers, "replace-reason")
+    return ExerciseLog(
+        day=s.day,
+        exercise_id=exercise_id,
+        level=level,
+        reps_done=reps,
+        skipped=outcome in ("exercise-skipped", "exercise-replaced"),
+        feedback=reason if reason in _FEEDBACK else None,  # type: ignore[arg-type]
+    )
+
+
+def _step_days(record: PatientRecord, as_of: date) -> tuple[list[StepDay], list[str]]:
+    """Daily counts of the 28 days before ``as_of``; several counts for one day (phone and
+    watch): the highest counts, valid when that count is."""
+    best: dict[date, tuple[int, bool, str]] = {}
+    for observation in record.observations:
+        if not _has_code(observation, "code", codes.LOINC, fc.LOINC_STEPS):
+            continue
+        if observation.get("status") not in ("final", "amended", "corrected"):
+            continue
+        day = day_of(observation.get("effectiveDateTime")) or day_of(
+            (observation.get("effectivePeriod") or {}).get("start")
+        )
+        value = (observation.get("valueQuantity") or {}).get("value")
+        if day is None or not isinstance(value, int | float) or value < 0:
+            continue
+        if not as_of - STEP_WINDOW <= day < as_of:
+            continue
+        flag = _extension(observation, fc.EXT_STEP_DAY_VALID)
+        valid = not (flag is not None and flag.get("valueBoolean") is False)
+        candidate = (int(value), valid, _ref(observation))
+        if day not in best or candidate > best[day]:
+            best[day] = candidate
+    days = [StepDay(day, steps, valid) for day, (steps, valid, _) in best.items()]
+    recent = [ref for day, (_, _, ref) in best.items() if day >= as_of - timedelta(days=14)]
+    return days, recent
+
+
+def _catalogue_ids() -> tuple[dict[str, tuple[str, int]], set[str]]:
+    catalogue = load_catalogue()
+    exercises = {e.definition_id: (e.exercise_id, e.level) for e in catalogue.exercises}
+    return exercises, {e.definition_id for e in catalogue.education}
+
+
+def _definition_id(canonical: str) -> str:
+    return canonical.split("|", 1)[0].rsplit("/", 1)[-1]
+
+
+def is_weekly_plan(plan: dict[str, Any]) -> bool:
+    return any(
+        str(c).startswith(codes.PLAN_DEFINITION_URL) for c in plan.get("instantiatesCanonical", [])
+    )
+
+
+def is_superseded(plan: dict[str, Any]) -> bool:
+    return _extension(plan, fc.EXT_SUPERSEDED_BY) is not None
+
+
+def plan_weeks(record: PatientRecord) -> dict[date, dict[str, Any]]:
+    """The engine's weekly plans in force, by week start (superseded ones left out)."""
+    weeks: dict[date, dict[str, Any]] = {}
+    for plan in record.weekly_plans:
+        start = day_of((plan.get("period") or {}).get("start"))
+        if start is None or not is_weekly_plan(plan) or is_superseded(plan):
+            continue
+        if plan.get("status") not in _PLAN_STATUSES:
+            continue
+        if start not in weeks or plan["id"] > weeks[start]["id"]:
+            weeks[start] = plan
+    return weeks
+
+
+def _previous_plans(record: PatientRecord, as_of: date) -> list[PreviousPlan]:
+    exercises, education = _catalogue_ids()
+    goals = {g["id"]: g for g in record.goals}
+    plans = []
+    for start, plan in sorted(plan_weeks(record).items()):
+        if start >= as_of:
+            continue
+        goal_id = next((i for i in (_ref_id(g, "Goal") for g in plan.get("goal", [])) if i), None)
+        goal = goals.get(goal_id or "")
+        value = None
+        if goal is not None:
+            value = ((goal.get("target") or [{}])[0].get("detailQuantity") or {}).get("value")
+        if not isinstance(value, int | float):
+            raise PlanningInputError(
+                f"CarePlan/{plan['id']} (week of {start}) has no step Goal with a value"
+            )
+        mode = next(
+            (
+                c.get("code")
+                for concept in plan.get("category", [])
+                for c in concept.get("coding", [])
+                if c.get("system") == codes.PLAN_MODE
+            ),
+            codes.MODE_STANDARD,
+        )
+        planned: list[PlannedExercise] = []
+        items: list[str] = []
+        for activity in plan.get("activity", []):
+            for canonical in (activity.get("detail") or {}).get("instantiatesCanonical", []):
+                definition = _definition_id(str(canonical))
+                if definition in exercises:
+                    planned.append(PlannedExercise(*exercises[definition]))
+                elif definition in education:
+                    items.append(definition)
+        plans.append(
+            PreviousPlan(
+                plan_id=plan["id"],
+                week_start=start,
+                step_goal=int(value),
+                mode=mode if mode in ("standard", "pain-relief", "safety-hold") else "standard",  # type: ignore[arg-type]
+                exercises=tuple(planned),
+                education=tuple(items),
+            )
+        )
+    return plans
+
+
+def _education(record: PatientRecord, as_of: date) -> list[EducationRecord]:
+    _, education = _catalogue_ids()
+    latest: dict[str, EducationRecord] = {}
+    for message in record.communications:
+        if message.get("status") != "completed":
+            continue
+        items = [
+            _definition_id(str(c))
+            for c in message.get("instantiatesCanonical", [])
+            if _definition_id(str(c)) in education
+        ]
+        read_on = day_of(message.get("received")) or day_of(message.get("sent"))
+        if not items or read_on is None or read_on >= as_of:
+            continue
+        quiz = _extension(message, fc.EXT_QUIZ_PASSED)
+        passed = quiz.get("valueBoolean") if quiz else None
+        for item in items:
+            before = latest.get(item)
+            if before is None or (before.read_on or date.min) <= read_on:
+                kept = passed if passed is not None else (before.quiz_passed if before else None)
+                latest[item] = EducationRecord(item, read_on, kept)
+    return list(latest.values())
+
+
+def _overrides(record: PatientRecord) -> tuple[ClinicianOverrides, list[str]]:
+    """A clinician's fixed goal: an active Goal expressed by a Practitioner(Role) on daily
+    steps (the newest by start date); excluded exercises: programme CarePlan activities
+    with ``doNotPerform`` = true naming an exercise ActivityDefinition (any level). Also
+    answers the references of what was used (they become Provenance entities)."""
+    fixed: tuple[str, str, int, str | None] | None = None
+    for goal in record.goals:
+        author = (goal.get("expressedBy") or {}).get("reference", "")
+        if not str(author).startswith(("Practitioner/", "PractitionerRole/")):
+            continue
+        if goal.get("lifecycleStatus") != "active":
+            continue
+        for target in goal.get("target") or []:
+            if not _has_code(target, "measure", codes.LOINC, fc.LOINC_STEPS):
+                continue
+            value = (target.get("detailQuantity") or {}).get("value")
+            if isinstance(value, int | float) and value > 0:
+                note = next((n.get("text") for n in goal.get("note") or []), None)
+                candidate = (str(goal.get("startDate") or ""), goal["id"], int(value), note)
+                if fixed is None or candidate[:2] > fixed[:2]:
+                    fixed = candidate
+    exercises, _ = _catalogue_ids()
+    excluded = set()
+    notes = []
+    for activity in record.programme_plan.get("activity") or []:
+        detail = activity.get("detail") or {}
+        if detail.get("doNotPerform") is not True:
+            continue
+        for canonical in detail.get("instantiatesCanonical") or []:
+            found = exercises.get(_definition_id(str(canonical)))
+            if found is not None:
+                excluded.add(found[0])
+                if detail.get("description"):
+                    notes.append(str(detail["description"]))
+    note_parts = ([fixed[3]] if fixed and fixed[3] else []) + sorted(notes)
+    used = [f"Goal/{fixed[1]}"] if fixed else []
+    if excluded:
+        used.append(_ref(record.programme_plan))
+    overrides = ClinicianOverrides(
+        fixed_step_goal=fixed[2] if fixed else None,
+        excluded_exercises=frozenset(excluded),
+        note="; ".join(note_parts) or None,
+    )
+    return overrides, used
+
+
+def _consent(record: PatientRecord) -> ConsentState:
+    """The newest Consent per scope decides; none for the programme: the enrolment itself
+    (the programme CarePlan) is the consent; none for research: no research use."""
+    scope_system = "http://terminology.hl7.org/CodeSystem/consentscope"
+    state = {"treatment": True, "research": False}
+    for scope in state:
+        matching = [c for c in record.consents if _has_code(c, "scope", scope_system, scope)]
+        if matching:
+            newest = max(matching, key=lambda c: (str(c.get("dateTime") or ""), c["id"]))
+            state[scope] = newest.get("status") == "active"
+    return ConsentState(programme=state["treatment"], research=state["research"])
+
+
+def _safety_reviews(record: PatientRecord, as_of: date) -> list[date]:
+    """Days a clinician recorded a review: a ``mitigation`` (with a date and a Practitioner
+    or PractitionerRole author) on one of the patient's DetectedIssues, dated by ``as_of``."""
+    days = []
+    for issue in record.detected_issues:
+        for mitigation in issue.get("mitigation") or []:
+            author = str((mitigation.get("author") or {}).get("reference") or "")
+            day = day_of(mitigation.get("date"))
+            if day and day <= as_of and author.startswith(("Practitioner/", "PractitionerRole/")):
+                days.append(day)
+    return days
+
+
+def _language(patient: dict[str, Any]) -> str:
+    for communication in patient.get("communication") or []:
+        for coding in (communication.get("language") or {}).get("coding") or []:
+            if str(coding.get("code", "")).lower().startswith("da"):
+                return "da"
+    return "en"
+
+
+def programme_start(programme_plan: dict[str, Any]) -> date:
+    start = day_of((programme_plan.get("period") or {}).get("start"))
+    if start is None:
+        raise PlanningInputError(
+            f"CarePlan/{programme_plan.get('id')} (the programme plan) needs period.start"
+        )
+    return start
+
+
+def build_snapshot(record: PatientRecord, as_of: date) -> PatientSnapshot:
+    """The snapshot the plan for the week starting ``as_of`` is made from."""
+    settings = planning_settings()
+    plan = record.programme_plan
+    clinician = next(
+        (i for i in (_ref_id(a, "PractitionerRole") for a in _as_list(plan.get("author"))) if i),
+        None,
+    )
+    if clinician is None:
+        raise PlanningInputError(
+            f"CarePlan/{plan.get('id')} (the programme plan) must name the responsible "
+            "clinician as author (a PractitionerRole): safety messages go there"
+        )
+    start = programme_start(plan)
+    scored = _scored_responses(record)
+    baseline, baseline_responses = _baseline(scored)
+
+    reports, flags, logs, inputs = [], [], [], []
+    for s in scored:
+        if s.response["id"] in baseline_responses:
+            inputs.append(_ref(s.response))
+            continue
+        if s.questionnaire == fc.EXERCISE_FEEDBACK_QUESTIONNAIRE:
+            log = _exercise_log(s)
+            if log is not None and as_of - LOG_WINDOW <= s.day < as_of:
+                logs.append(log)
+                inputs.append(_ref(s.response))
+            continue
+        if s.questionnaire == fc.WEEKLY_QUESTIONNAIRE:
+            answers_given = _red_flags(s)
+            if answers_given is not None and as_of - LOG_WINDOW <= s.day <= as_of:
+                flags.append(answers_given)
+        if s.day < as_of:
+            report = _weekly_report(s, settings.sleep_problem_at_or_below)
+            if report is not None:
+                reports.append(report)
+                inputs.append(_ref(s.response))
+    steps, step_refs = _step_days(record, as_of)
+    used_days = [s.day for s in scored if s.day < as_of]
+    used_days += [
+        d
+        for c in record.communications
+        if (d := day_of(c.get("received") or c.get("sent"))) and d < as_of
+    ]
+    condition = next(
+        (i for i in (_ref_id(a, "Condition") for a in plan.get("addresses") or []) if i), None
+    )
+    overrides, override_refs = _overrides(record)
+    minutes_ext = _extension(plan, fc.EXT_EXERCISE_MINUTES)
+    minutes = (minutes_ext or {}).get("valueInteger") or settings.default_exercise_minutes
+    return PatientSnapshot(
+        patient_id=record.patient["id"],
+        programme_start=start,
+        programme_plan_id=plan["id"],
+        clinician_role_id=clinician,
+        baseline=baseline,
+        exercise_minutes=int(minutes),
+        language=_language(record.patient),  # type: ignore[arg-type]
+        condition_id=condition,
+        weekly_reports=tuple(reports),
+        step_days=tuple(steps),
+        exercise_logs=tuple(logs),
+        education=tuple(_education(record, as_of)),
+        previous_plans=tuple(_previous_plans(record, as_of)),
+        overrides=overrides,
+        consent=_consent(record),
+        red_flags=tuple(flags),
+        last_app_use=max(used_days) if used_days else None,
+        inputs=tuple(inputs + step_refs + override_refs + list(record.extra_inputs)),
+        safety_reviews=tuple(_safety_reviews(record, as_of)),
+    )
+
+
+def _as_list(value: Any) -> Iterator[Any]:
+    if isinstance(value, list):
+        yield from value
+    elif value is not None:
+        yield value
