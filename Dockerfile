@@ -8,13 +8,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SELFBACK_DATA_DIR=/var/lib/selfback
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY fhir_server ./fhir_server
 COPY plan_engine ./plan_engine
 COPY terminology ./terminology
 COPY profiles ./profiles
 COPY mappings ./mappings
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir -c constraints.txt . \
  && useradd --system --uid 10001 --home-dir /var/lib/selfback --create-home selfback
 
 USER selfback

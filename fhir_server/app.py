@@ -17,7 +17,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from fhir_server.api.routes import ROUTES, error_response
-from fhir_server.audit import AuditTrail, ServerIdentity
+from fhir_server.audit import AuditProcess, AuditTrail, ServerIdentity
 from fhir_server.config import Settings
 from fhir_server.content import load_programme_content
 from fhir_server.errors import FhirError, error
@@ -52,10 +52,13 @@ def create_app(settings: Settings | None = None) -> FhirFirst:
         )
     if settings.audit:
         # The audit trail (fhir_server.audit, docs/AUTH.md "Audit"): records are queued by
-        # the request and written in batches by a background thread started below.
-        state.audit = AuditTrail(
-            repository, ServerIdentity(site=settings.base_url or socket.gethostname())
-        )
+        # the request and written in batches by a writer process (or a thread) started
+        # below, so building and storing AuditEvents never holds this process's GIL.
+        identity = ServerIdentity(site=settings.base_url or socket.gethostname())
+        if settings.audit_writer == "process":
+            state.audit = AuditProcess(settings.database_url, identity)
+        else:
+            state.audit = AuditTrail(repository, identity)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

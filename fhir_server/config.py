@@ -7,9 +7,12 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from fhir_server.client_address import FORWARDED_HEADERS, Network, parse_trusted_proxies
+
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 AUTH_MODES = ("smart", "none")
+AUDIT_WRITERS = ("process", "thread")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -36,11 +39,22 @@ class Settings:
     sms_hourly_limit: int = 500  # every SMS this installation sends
     sms_ip_hourly_limit: int = 50
     login_ip_failure_limit: int = 20  # wrong activation codes/passwords per IP per 15 min
+    # Reverse proxies whose forwarding header names the client (fhir_server.client_address);
+    # empty: the socket peer is the client and forwarding headers are ignored.
+    trusted_proxies: tuple[Network, ...] = ()
+    forwarded_header: str = "x-forwarded-for"  # or "forwarded" (RFC 7239)
     # Access control on /fhir (docs/AUTH.md): "smart" (bearer tokens, the default) or
     # "none" (local experiments only: loopback, every request an admin).
     auth: str = "smart"
     # The audit trail (fhir_server.audit, docs/AUTH.md "Audit"): on unless SELFBACK_AUDIT=off.
     audit: bool = True
+    # Where AuditEvents are written: "process" (a writer process of its own, the default:
+    # the request process only queues records) or "thread" (a thread of this process).
+    audit_writer: str = "process"
+    # A clinician sees a patient's data only with a permitting Consent *and* an active
+    # CareTeam of the patient naming them (SEC-02, docs/AUTH.md "Consent"); off
+    # (SELFBACK_CARE_TEAM_REQUIRED=off) for deployments that rely on Consent alone.
+    care_team_required: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -57,8 +71,13 @@ class Settings:
             sms_hourly_limit=int(_env("SMS_HOURLY_LIMIT", "500")),
             sms_ip_hourly_limit=int(_env("SMS_IP_HOURLY_LIMIT", "50")),
             login_ip_failure_limit=int(_env("LOGIN_IP_FAILURE_LIMIT", "20")),
+            trusted_proxies=parse_trusted_proxies(_env("TRUSTED_PROXIES", "")),
+            forwarded_header=_env("FORWARDED_HEADER", "x-forwarded-for").strip().lower(),
             auth=_env("AUTH", "smart").strip().lower(),
             audit=_env("AUDIT", "on").lower() not in ("0", "off", "false", "no"),
+            audit_writer=_env("AUDIT_WRITER", "process").strip().lower(),
+            care_team_required=_env("CARE_TEAM_REQUIRED", "on").lower()
+            not in ("0", "off", "false", "no"),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean).resolved()  # type: ignore[arg-type]
@@ -68,6 +87,16 @@ class Settings:
         if self.auth not in AUTH_MODES:
             raise ValueError(
                 f"SELFBACK_AUTH must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}"
+            )
+        if self.forwarded_header not in FORWARDED_HEADERS:
+            raise ValueError(
+                f"SELFBACK_FORWARDED_HEADER must be one of {', '.join(FORWARDED_HEADERS)}, "
+                f"not {self.forwarded_header!r}"
+            )
+        if self.audit_writer not in AUDIT_WRITERS:
+            raise ValueError(
+                f"SELFBACK_AUDIT_WRITER must be one of {', '.join(AUDIT_WRITERS)}, "
+                f"not {self.audit_writer!r}"
             )
         url = self.database_url or f"sqlite:///{self.data_dir / 'selfback.sqlite'}"
         key = self.secret_key or _load_or_create_secret(self.data_dir)

@@ -15,6 +15,7 @@ import orjson
 
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError
+from fhir_server.formats.fhir_json import parse_fhir_json
 from fhir_server.interactions.transaction import BundleOptions, process_bundle
 from fhir_server.storage.database import open_database, wal_checkpointer
 from fhir_server.storage.migrate import upgrade
@@ -68,9 +69,9 @@ def transactions_in(path: Path, batch_size: int) -> Iterator[dict[str, Any]]:
         lines = [line for line in raw.splitlines() if line.strip()]
         for start in range(0, len(lines), batch_size):
             chunk = lines[start : start + batch_size]
-            yield as_transaction([_resource(orjson.loads(line)) for line in chunk])
+            yield as_transaction([_resource(parse_fhir_json(line)) for line in chunk])
         return
-    document = orjson.loads(raw)
+    document = parse_fhir_json(raw)
     if not isinstance(document, dict):
         raise ValueError("not a FHIR resource (a JSON object with resourceType)")
     if document.get("resourceType") == "Bundle" and document.get("type") in (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from fhir_server.audit import AuditTrail, DisabledAudit
+from fhir_server.audit import AuditProcess, AuditTrail, DisabledAudit
 from fhir_server.config import Settings
 from fhir_server.interactions.capabilities import capability_statement
 from fhir_server.storage.repository import Repository
@@ -19,7 +19,7 @@ class ServerState:
     _capabilities: dict[str, bytes] = field(default_factory=dict)
     # Where access decisions, sign-ins and token events are recorded (fhir_server.audit);
     # ``record`` is cheap and never raises.
-    audit: AuditTrail | DisabledAudit = field(default_factory=DisabledAudit)
+    audit: AuditTrail | AuditProcess | DisabledAudit = field(default_factory=DisabledAudit)
 
     def capability_statement(self, base_url: str) -> bytes:
         if base_url not in self._capabilities:

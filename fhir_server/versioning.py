@@ -13,9 +13,8 @@ from email.utils import format_datetime, parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
 
-import orjson
-
 from fhir_server.errors import bad_request
+from fhir_server.formats.fhir_json import dump_fhir_json, parse_fhir_json
 
 # FHIR R4 datatypes.html#id
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -85,7 +84,7 @@ def stamp(resource: dict[str, Any], id: str, version: int, last_updated: int) ->
     for key, value in resource.items():
         if key not in ordered:
             ordered[key] = value
-    return orjson.dumps(ordered)
+    return dump_fhir_json(ordered)
 
 
 def same_content(stored_body: bytes, resource: dict[str, Any]) -> bool:
@@ -93,7 +92,12 @@ def same_content(stored_body: bytes, resource: dict[str, Any]) -> bool:
     (no-op update detection: such an update creates no new version)."""
     if not stored_body:
         return False
-    return _comparable(orjson.loads(stored_body)) == _comparable(resource)
+    before, after = _comparable(parse_fhir_json(stored_body)), _comparable(resource)
+    # Python equality has 1.5 == Decimal("1.50") == 1.50 and 1 == 1.0; FHIR does not
+    # (datatypes.html#decimal: precision is part of the value), so the written forms decide.
+    return before == after and dump_fhir_json(before, sort_keys=True) == dump_fhir_json(
+        after, sort_keys=True
+    )
 
 
 def _comparable(resource: dict[str, Any]) -> dict[str, Any]:

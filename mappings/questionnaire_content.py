@@ -6,8 +6,8 @@ from functools import cache
 from typing import Any
 
 from mappings._packaged import packaged_json, packaged_names
+from terminology import ordinal_value
 
-ORDINAL_VALUE = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
 FOLDER = "questionnaires"
 
 
@@ -36,13 +36,6 @@ def walk_items(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield from walk_items(it.get("item", []))
 
 
-def option_ordinal(option: dict[str, Any]) -> float | None:
-    for ext in option.get("extension", []):
-        if ext.get("url") == ORDINAL_VALUE:
-            return float(ext["valueDecimal"])
-    return None
-
-
 @cache
 def answer_ordinals() -> dict[str, dict[tuple[str, str], float]]:
     """linkId -> {(system, code): ordinal} over all packaged Questionnaires.
@@ -55,7 +48,7 @@ def answer_ordinals() -> dict[str, dict[tuple[str, str], float]]:
         for it in walk_items(q["item"]):
             for opt in it.get("answerOption", []):
                 coding = opt.get("valueCoding")
-                ordinal = option_ordinal(opt)
+                ordinal = ordinal_value(opt)
                 if coding is None or ordinal is None:
                     continue
                 table.setdefault(it["linkId"], {})[(coding["system"], coding["code"])] = ordinal

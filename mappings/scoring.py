@@ -17,11 +17,10 @@ from mappings._packaged import packaged_json
 from mappings.questionnaire_content import answer_ordinals
 from mappings.score import Score, ScoreCoding, ScoringError, ValueKind
 from mappings.score_observations import score_observations
-from terminology import lookup
+from terminology import lookup, ordinal_value
 
 __all__ = ["Score", "ScoringError", "score_observations", "score_response", "scoring_config"]
 
-ORDINAL_VALUE = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
 SCORABLE_STATUSES = frozenset({"completed", "amended"})
 
 
@@ -56,9 +55,11 @@ def answers_by_link_id(response: Mapping[str, Any]) -> dict[str, list[dict[str, 
 
 
 def _coding_ordinal(link_id: str, coding: Mapping[str, Any]) -> float:
-    for ext in coding.get("extension", []):
-        if ext.get("url") == ORDINAL_VALUE:
-            return float(ext["valueDecimal"])
+    """The answer's own ordinalValue, else its option's in our Questionnaires, else the one
+    the programme's terminology gives the code (extension-ordinalvalue.html)."""
+    own = ordinal_value(coding)
+    if own is not None:
+        return own
     key = (coding.get("system", ""), coding.get("code", ""))
     from_questionnaire = answer_ordinals().get(link_id, {}).get(key)
     if from_questionnaire is not None:

@@ -24,6 +24,7 @@ from plan_engine.decision import (
     Versions,
 )
 from plan_engine.engine import ENGINE_VERSION, decide_plan, versions
+from plan_engine.history import bounded_snapshot
 from plan_engine.snapshot import (
     BaselineScores,
     ClinicianOverrides,
@@ -33,6 +34,7 @@ from plan_engine.snapshot import (
     PatientSnapshot,
     PlannedExercise,
     PreviousPlan,
+    RaisedFinding,
     RedFlagAnswers,
     StepDay,
     WeeklyReport,
@@ -56,6 +58,7 @@ __all__ = [
     "PlanDecision",
     "PlannedExercise",
     "PreviousPlan",
+    "RaisedFinding",
     "Reason",
     "RedFlagAnswers",
     "RetrievedCase",
@@ -65,6 +68,7 @@ __all__ = [
     "StepGoalDecision",
     "Versions",
     "WeeklyReport",
+    "bounded_snapshot",
     "decide_plan",
     "load_case_base",
     "load_catalogue",

@@ -4,6 +4,14 @@ Priority (research/selfback-domain.md sections 2 and 5): warning-signs informati
 has been given (always in week 1), then items triggered by rules, then themes of similar
 successful cases, then themes not yet shown, then the next items in catalogue order, and
 finally quizzes of items already read.
+
+Read items return only as quizzes (domain note section 2: "read items return only as
+quizzes"; section 5: "no repeats except quizzes"), so a read message never comes back as
+plain reading. Once the 42 messages are used up (week 7), the week is quizzes only, and they
+rotate (docs/SIMULATION.md, engine finding 5): unpassed quizzes before passed ones, the least
+recently served first (ties in catalogue order), and a quiz served in last week's plan rests
+for a week instead of coming back through a rule or case theme. The same seven quizzes
+therefore never repeat two weeks running while other unpassed quizzes wait.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from plan_engine.snapshot import PatientSnapshot
 class _History:
     delivered: frozenset[str]
     passed_quiz: frozenset[str]
+    last_served: dict[str, date]  # item -> the newest day it was delivered or read
+    last_week: frozenset[str]  # the items of the newest earlier plan
 
 
 def condition_holds(condition: Condition, features: Features) -> bool:
@@ -47,11 +57,23 @@ def trigger_fires(trigger: EducationTrigger, features: Features) -> bool:
     return any_ok and all_ok and bool(trigger.any_of or trigger.all_of)
 
 
-def _history(snapshot: PatientSnapshot) -> _History:
-    delivered = {item for plan in snapshot.previous_plans for item in plan.education}
-    delivered |= {r.item_id for r in snapshot.education if r.read_on is not None}
+def _history(snapshot: PatientSnapshot, week_start: date) -> _History:
+    last_served: dict[str, date] = {}
+
+    def served(item: str, day: date | None) -> None:
+        if day is not None and (item not in last_served or last_served[item] < day):
+            last_served[item] = day
+
+    for plan in snapshot.previous_plans:
+        for item in plan.education:
+            served(item, plan.week_start)
+    for record in snapshot.education:
+        served(record.item_id, record.read_on)
+        served(record.item_id, record.delivered_on)
     passed = {r.item_id for r in snapshot.education if r.quiz_passed}
-    return _History(frozenset(delivered), frozenset(passed))
+    earlier = [p for p in snapshot.previous_plans if p.week_start < week_start]
+    last_week = frozenset(earlier[-1].education) if earlier else frozenset()
+    return _History(frozenset(last_served), frozenset(passed), last_served, last_week)
 
 
 def plan_education(
@@ -62,7 +84,7 @@ def plan_education(
     catalogue: Catalogue,
     rules: EducationRules,
 ) -> tuple[EducationDecision, ...]:
-    history = _history(snapshot)
+    history = _history(snapshot, week_start)
     fired = [t for t in rules.triggers if trigger_fires(t, features)]
     suppressed = frozenset(tag for t in fired for tag in t.suppress_tags)
 
@@ -84,7 +106,10 @@ def plan_education(
             if fresh(entry):
                 return entry
         for entry in theme_items(theme):
-            if quiz_repeat(entry, allow_passed=False):
+            # A quiz served last week rests this week (rotation, finding 5).
+            if quiz_repeat(entry, allow_passed=False) and entry.definition_id not in (
+                history.last_week
+            ):
                 return entry
         return None
 
@@ -144,9 +169,24 @@ def plan_education(
     candidates += [(next_in_theme(t), (unseen,)) for t in catalogue.themes if t not in shown_themes]
     in_order = Reason("rule", "EDU-NEXT-IN-ORDER", 1.0, "Next message in the programme order.")
     candidates += [(e, (in_order,)) for e in catalogue.education if fresh(e)]
-    quiz = Reason("rule", "EDU-QUIZ-REPEAT", 1.0, "Read before: offered again as a quiz.")
-    candidates += [(e, (quiz,)) for e in catalogue.education if quiz_repeat(e, False)]
-    candidates += [(e, (quiz,)) for e in catalogue.education if quiz_repeat(e, True)]
+    quiz = Reason(
+        "rule",
+        "EDU-QUIZ-REPEAT",
+        1.0,
+        "Read before: offered again as a quiz, the least recently served first.",
+    )
+    order = {e.definition_id: index for index, e in enumerate(catalogue.education)}
+
+    def least_recent(entry: EducationEntry) -> tuple[date, int]:
+        return (history.last_served[entry.definition_id], order[entry.definition_id])
+
+    unpassed = sorted((e for e in catalogue.education if quiz_repeat(e, False)), key=least_recent)
+    passed = sorted(
+        (e for e in catalogue.education if quiz_repeat(e, True) and not quiz_repeat(e, False)),
+        key=least_recent,
+    )
+    candidates += [(e, (quiz,)) for e in unpassed]
+    candidates += [(e, (quiz,)) for e in passed]
 
     chosen: dict[str, tuple[EducationEntry, tuple[Reason, ...]]] = {}
     for entry, reasons in candidates:

@@ -26,6 +26,7 @@ from plan_engine.education_plan import plan_education
 from plan_engine.exercise_plan import ExerciseContext, plan_exercises
 from plan_engine.features import Features, derive_features
 from plan_engine.fhir_output import DecisionContent, build_resources
+from plan_engine.history import bounded_snapshot
 from plan_engine.identity import decision_key, weekly_rng
 from plan_engine.plan_diff import plan_diff
 from plan_engine.retrieval import Neighbour, problem_of, retrieve, votes
@@ -34,7 +35,10 @@ from plan_engine.snapshot import PatientSnapshot, PreviousPlan
 from plan_engine.step_goal import StepContext, next_goal
 from plan_engine.validation import SnapshotError, validate_snapshot
 
-ENGINE_VERSION = "1.1.0"  # 1.1.0: simulator findings 1-3 fixed (docs/SIMULATION.md)
+# 1.1.0: simulator findings 1-3 fixed; 1.2.0: findings 4-6 fixed (docs/SIMULATION.md):
+# a finding is raised once per source item, unpassed quizzes rotate, and the engine plans
+# from a bounded window of history (plan_engine.history).
+ENGINE_VERSION = "1.2.0"
 PLAN_DAYS = 7
 
 
@@ -201,6 +205,9 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
     issues = validate_snapshot(snapshot, as_of, catalogue)
     if issues:
         raise SnapshotError(issues)
+    # Only the window of history the rules read goes further, into the decision key too, so
+    # the cost of a plan does not grow with the patient's history (finding 6).
+    snapshot = bounded_snapshot(snapshot, as_of, rules)
     engine_versions = versions()
     key = decision_key(snapshot, as_of, engine_versions)
     rng = weekly_rng(snapshot.patient_id, as_of)

@@ -46,6 +46,7 @@ class Features:
     symptoms_worsened: bool
     pain_series: tuple[float, ...]
     step_series: tuple[float, ...]
+    phq8_new_source: str | None = None  # the response phq8_new came from (finding evidence)
 
     def value(self, name: str) -> float | None:
         """A numeric feature by name, for condition rules held in configuration."""
@@ -122,10 +123,12 @@ def derive_features(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> Fea
 
     phq8_latest = _latest(reports, "phq8")[0]
     phq8_new = current.phq8 if current is not None else None
+    phq8_new_source = current.source if current is not None else None
     if phq8_latest is None:
         phq8_latest = baseline.phq8
         if phq8_new is None and baseline_is_new:
             phq8_new = baseline.phq8
+            phq8_new_source = baseline.source
 
     sleep_answers = [r.sleep_problem for r in reports if r.sleep_problem is not None]
     sleep = sleep_answers[-1] if sleep_answers else None
@@ -195,4 +198,5 @@ def derive_features(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> Fea
         symptoms_worsened=symptoms_worsened,
         pain_series=pain_series,
         step_series=step_series,
+        phq8_new_source=phq8_new_source,
     )

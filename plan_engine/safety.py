@@ -31,16 +31,40 @@ def _evidence(*sources: str | None) -> tuple[str, ...]:
     return tuple(sorted({s for s in sources if s}))
 
 
+def raised_before(snapshot: PatientSnapshot, as_of: date) -> frozenset[tuple[str, str]]:
+    """(finding id, source) pairs the newest earlier plan raised.
+
+    Red-flag answers and baseline scores count as new on ``[as_of - 7, as_of]``: eight
+    calendar days, so data dated on a plan's first day is new for that plan and for the next
+    one (docs/SIMULATION.md, engine finding 4). The closed window stays: an answer given on
+    the first day *after* that plan was made must still stop the next plan (NICE CKS red
+    flags: refer the same day). What was already raised from the same source item is not
+    raised again, so each answer gives one stop-and-refer, one Flag and one ``stat``
+    Communication. Only the newest plan's window overlaps this one, so only its findings
+    are compared. Data without a source reference cannot be matched and is raised again
+    (the conservative side)."""
+    earlier = [p for p in snapshot.previous_plans if p.week_start < as_of]
+    if not earlier:
+        return frozenset()
+    return frozenset((f.finding_id, e) for f in earlier[-1].findings for e in f.evidence)
+
+
 def assess(
     snapshot: PatientSnapshot, features: Features, as_of: date, rules: Rules
 ) -> tuple[SafetyFinding, ...]:
     safety = rules.safety
     window = timedelta(days=safety.new_data_window_days)
     findings: dict[str, SafetyFinding] = {}
+    raised = raised_before(snapshot, as_of)
+
+    def already_raised(finding_id: str, evidence: tuple[str, ...]) -> bool:
+        return bool(evidence) and all((finding_id, e) in raised for e in evidence)
 
     recent_answers = [a for a in snapshot.red_flags if as_of - window <= a.answered_on <= as_of]
     for rule in safety.urgent_findings:
         for answers in recent_answers:
+            if already_raised(rule.id, _evidence(answers.source)):
+                continue
             if all(_answer(answers, name, snapshot) for name in rule.all_of):
                 text = rule.text_da if snapshot.language == "da" else rule.text
                 previous = findings.get(rule.id)
@@ -58,6 +82,8 @@ def assess(
     report_source = _evidence(current[-1].source) if current else ()
 
     def review(finding_id: str, text: str, evidence: tuple[str, ...] = report_source) -> None:
+        if already_raised(finding_id, evidence):
+            return
         findings[finding_id] = SafetyFinding(
             finding_id,
             "review",
@@ -104,7 +130,7 @@ def assess(
         review(
             "REV-STARTBACK-HIGH",
             "STarT Back high risk: consider psychologically informed care (NICE NG59 1.1.2).",
-            (),
+            _evidence(baseline.source),
         )
 
     if features.phq8_new is not None:
@@ -112,7 +138,8 @@ def assess(
         for candidate in safety.mood_bands:
             if features.phq8_new >= candidate.at_or_above:
                 band = candidate
-        if band is not None:
+        mood_source = _evidence(features.phq8_new_source)
+        if band is not None and not already_raised(band.id, mood_source):
             text = f"PHQ-8 {features.phq8_new} (band from {band.at_or_above})."
             findings[band.id] = SafetyFinding(
                 band.id,
@@ -123,7 +150,7 @@ def assess(
                 if band.severity == "moderate"
                 else "high",
                 text,
-                report_source,
+                mood_source,
                 (Reason("safety", band.id, 1.0, f"Mood pathway: {text}"),),
             )
 

@@ -16,7 +16,19 @@ Language = Literal["en", "da"]
 
 
 def _sorted(items: Any, key: Any) -> tuple[Any, ...]:
-    return tuple(sorted(items, key=key))
+    """Sorted by the explicit ``key`` (cheap: dates, ids); only items whose keys tie are
+    ordered by their full plain form. The order stays total, so equal facts in any input
+    order give equal snapshots, without building a ``repr`` of every item (engine finding 6,
+    docs/SIMULATION.md)."""
+    ordered = sorted(items, key=key)
+    out: list[Any] = []
+    start = 0
+    for index in range(1, len(ordered) + 1):
+        if index == len(ordered) or key(ordered[index]) != key(ordered[start]):
+            run = ordered[start:index]
+            out += sorted(run, key=_key) if len(run) > 1 else run
+            start = index
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +52,9 @@ class BaselineScores:
     start_back_risk: StartBackRisk | None = None
     start_back_assessed_on: date | None = None
     comorbidities: frozenset[str] = frozenset()
+    # The baseline response (e.g. "QuestionnaireResponse/12"): the evidence of findings from
+    # baseline scores, and how the next plan knows it already raised them (finding 4).
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +105,21 @@ class EducationRecord:
     item_id: str
     read_on: date | None = None
     quiz_passed: bool | None = None
+    # The newest week an earlier plan delivered the item, when that plan itself is older than
+    # the engine's plan window (plan_engine.history folds such plans into these records).
+    delivered_on: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RaisedFinding:
+    """A safety finding an earlier plan raised, with the data it was raised from (the
+    DetectedIssue's evidence). A finding is raised once per source item (finding 4)."""
+
+    finding_id: str
+    evidence: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "evidence", tuple(sorted(set(self.evidence))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +138,18 @@ class PreviousPlan:
     mode: Literal["standard", "pain-relief", "safety-hold"] = "standard"
     exercises: tuple[PlannedExercise, ...] = ()
     education: tuple[str, ...] = ()
+    findings: tuple[RaisedFinding, ...] = ()  # the safety findings this plan raised
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "exercises", _sorted(self.exercises, lambda e: (e.exercise_id, e.level))
         )
         object.__setattr__(self, "education", tuple(sorted(self.education)))
+        object.__setattr__(
+            self,
+            "findings",
+            tuple(sorted(set(self.findings), key=lambda f: (f.finding_id, f.evidence))),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +210,14 @@ class PatientSnapshot:
 
     def __post_init__(self) -> None:
         normalised = {
-            "weekly_reports": _sorted(self.weekly_reports, lambda r: (r.reported_on, _key(r))),
+            "weekly_reports": _sorted(
+                self.weekly_reports, lambda r: (r.reported_on, r.source or "")
+            ),
             "step_days": _sorted(self.step_days, lambda d: (d.day, d.steps, d.valid)),
-            "exercise_logs": _sorted(self.exercise_logs, lambda e: (e.day, _key(e))),
-            "education": _sorted(self.education, _key),
+            "exercise_logs": _sorted(self.exercise_logs, lambda e: (e.day, e.exercise_id, e.level)),
+            "education": _sorted(self.education, lambda r: r.item_id),
             "previous_plans": _sorted(self.previous_plans, lambda p: (p.week_start, p.plan_id)),
-            "red_flags": _sorted(self.red_flags, lambda r: (r.answered_on, _key(r))),
+            "red_flags": _sorted(self.red_flags, lambda r: (r.answered_on, r.source or "")),
             "inputs": tuple(sorted(set(self.inputs))),
             "safety_reviews": tuple(sorted(set(self.safety_reviews))),
         }

@@ -39,6 +39,7 @@ from fhirpathpy.models import models
 
 from profiles import _bindings, _xhtml
 from profiles._definitions import Constraint
+from profiles._values import number
 from profiles.national_identifiers import is_valid_nhs_number
 
 CheckFunction = Callable[[Any], bool]
@@ -86,9 +87,8 @@ def _step_period_has_both_ends(observation: Any) -> bool:
 def _step_count_is_whole(quantity: Any) -> bool:
     """selfback-steps-2: ``value.empty() or value.floor() = value``."""
     value = quantity.get("value") if isinstance(quantity, dict) else None
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-        return True
-    return float(value).is_integer()
+    exact = number(value)  # a Decimal keeps digits a float would round away
+    return exact is None or exact == exact.to_integral_value()
 
 
 register_check("selfback-steps-1", _step_period_has_both_ends)

@@ -43,6 +43,7 @@ from typing import Any
 
 from profiles._bindings import contains, using
 from profiles._issue import Issue
+from profiles._values import number
 
 MIN_VALUE = "http://hl7.org/fhir/StructureDefinition/minValue"
 MAX_VALUE = "http://hl7.org/fhir/StructureDefinition/maxValue"
@@ -366,7 +367,10 @@ class _Checker:
 
     def limits(self, type_name: str, value: Any, definition: dict[str, Any], where: str) -> None:
         link = definition.get("linkId")
-        if type_name in ("Integer", "Decimal") and isinstance(value, int | float):
+        # A decimal answer may be a Decimal (its written precision kept, json.html#primitive)
+        # and a bound a float: compare both as exact decimals, never mixed.
+        answered = number(value)
+        if type_name in ("Integer", "Decimal") and answered is not None:
             for extension in _values(definition, "extension"):
                 if not isinstance(extension, dict):
                     continue
@@ -374,10 +378,10 @@ class _Checker:
                 if url not in (MIN_VALUE, MAX_VALUE):
                     continue
                 bound = _value_of(extension, "value")
-                if bound is None or not isinstance(bound[1], int | float):
+                limit = number(bound[1]) if bound is not None else None
+                if limit is None:
                     continue
-                limit = bound[1]
-                if url == MIN_VALUE and value < limit:
+                if url == MIN_VALUE and answered < limit:
                     self.report(
                         "error",
                         "value",
@@ -385,7 +389,7 @@ class _Checker:
                         where,
                         "qr-min-value",
                     )
-                if url == MAX_VALUE and value > limit:
+                if url == MAX_VALUE and answered > limit:
                     self.report(
                         "error",
                         "value",
@@ -521,7 +525,8 @@ def _matches(answer: tuple[str, Any], expected: tuple[str, Any]) -> bool:
     answer_type, value = answer
     expected_type, wanted = expected
     if answer_type in _NUMERIC and expected_type in _NUMERIC:
-        return isinstance(value, int | float) and value == wanted
+        left, right = number(value), number(wanted)
+        return left is not None and left == right
     if answer_type != expected_type:
         return False
     return _same(answer_type, value, wanted)
@@ -533,22 +538,20 @@ def _ordered(answer: tuple[str, Any], expected: tuple[str, Any], operator: str) 
     left: Any
     right: Any
     if answer_type in _NUMERIC and expected_type in _NUMERIC:
-        left, right = value, wanted
+        left, right = number(value), number(wanted)
     elif answer_type == "Quantity" and expected_type == "Quantity":
         if not (isinstance(value, dict) and isinstance(wanted, dict)) or not _same_unit(
             value, wanted
         ):
             return False
-        left, right = value.get("value"), wanted.get("value")
+        left, right = number(value.get("value")), number(wanted.get("value"))
     elif answer_type == expected_type and answer_type in ("Date", "DateTime", "Time", "String"):
         left, right = value, wanted
         if answer_type != "String" and len(str(left)) != len(str(right)):
             return False  # different precision: not comparable
     else:
         return False
-    if not isinstance(left, type(right)) and not (
-        isinstance(left, int | float) and isinstance(right, int | float)
-    ):
+    if left is None or right is None or not isinstance(left, type(right)):
         return False
     if operator == ">":
         return bool(left > right)

@@ -39,8 +39,3 @@ def resource_by_url(canonical: str) -> Resource | None:
     if found is None or (version is not None and found.get("version") != version):
         return None
     return copy.deepcopy(found)
-
-
-def packaged_by_url(url: str) -> Resource | None:
-    """Shared (read-only) packaged resource; internal use by this package."""
-    return _by_url().get(url)

@@ -1,13 +1,19 @@
-"""Code lookup over our CodeSystems and over codes of external systems listed in our ValueSets."""
+"""``lookup``: what the programme's content says about one code, answered by the
+terminology service over the programme's own resources.
 
-from collections.abc import Iterator
+Our CodeSystems answer for every code they define. For external systems (LOINC, SNOMED CT,
+UCUM, ...) only the codes that one of our ValueSets enumerates are known, with the display
+and ordinal that ValueSet gives them; that is not a full LOINC or SNOMED CT lookup.
+"""
+
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from terminology._content import _packaged, packaged_by_url
-
-ORDINAL_VALUE = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
+from terminology._content import _packaged
+from terminology.errors import TerminologyError
+from terminology.service import ExpansionEntry, TerminologyService
+from terminology.sources import programme_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,82 +34,55 @@ class Concept:
     source: str = "codesystem"
 
 
-def _ordinal(element: dict[str, Any]) -> float | None:
-    for ext in element.get("extension", []):
-        if ext.get("url") == ORDINAL_VALUE:
-            return float(ext["valueDecimal"])
-    return None
-
-
-def _property_value(prop: dict[str, Any]) -> Any:
-    for key, value in prop.items():
-        if key.startswith("value"):
-            return value
-    return None
-
-
-def walk_concepts(
-    concepts: list[dict[str, Any]], parent: str | None = None
-) -> Iterator[tuple[dict[str, Any], str | None]]:
-    """Depth-first over a CodeSystem's nested concepts, with each concept's parent code."""
-    for c in concepts:
-        yield c, parent
-        yield from walk_concepts(c.get("concept", []), c["code"])
+@cache
+def _service() -> TerminologyService:
+    # Only the programme's resources: a core CodeSystem (administrative-gender, ...) that
+    # one of our ValueSets enumerates is answered from that ValueSet, as an external one.
+    return TerminologyService(programme_source())
 
 
 @cache
-def _codesystem_index(url: str) -> dict[str, Concept]:
-    cs = packaged_by_url(url)
-    if cs is None or cs.get("resourceType") != "CodeSystem":
-        return {}
-    index: dict[str, Concept] = {}
-    for c, parent in walk_concepts(cs.get("concept", [])):
-        index[c["code"]] = Concept(
-            system=url,
-            code=c["code"],
-            display=c.get("display"),
-            version=cs.get("version"),
-            definition=c.get("definition"),
-            designations={
-                d["language"]: d["value"] for d in c.get("designation", []) if "language" in d
-            },
-            properties={p["code"]: _property_value(p) for p in c.get("property", [])},
-            ordinal=_ordinal(c),
-            parent=parent,
-        )
-    return index
-
-
-@cache
-def _external_index() -> dict[tuple[str, str], Concept]:
-    index: dict[tuple[str, str], Concept] = {}
+def _listed_codes() -> dict[tuple[str, str], ExpansionEntry]:
+    """External codes by (system, code), from the expansions of our ValueSets in file
+    order (the first ValueSet that lists a code gives its display and ordinal)."""
+    service = _service()
+    listed: dict[tuple[str, str], ExpansionEntry] = {}
     for vs in _packaged():
         if vs["resourceType"] != "ValueSet":
             continue
-        for include in vs.get("compose", {}).get("include", []):
-            system = include.get("system")
-            if system is None or packaged_by_url(system) is not None:
-                continue
-            for c in include.get("concept", []):
-                index.setdefault(
-                    (system, c["code"]),
-                    Concept(
-                        system=system,
-                        code=c["code"],
-                        display=c.get("display"),
-                        ordinal=_ordinal(c),
-                        source="valueset",
-                    ),
-                )
-    return index
+        for entry in service.expansion_of(vs["url"]):
+            if service.source.find("CodeSystem", entry.system) is None:
+                listed.setdefault((entry.system, entry.code), entry)
+    return listed
 
 
 def lookup(system: str, code: str) -> Concept | None:
-    """The concept for (system, code), or None when our content does not know it.
-
-    Our own CodeSystems answer for every code they define. For external systems only the codes
-    that one of our ValueSets enumerates are known; that is not a full LOINC/SNOMED CT lookup.
-    """
-    if packaged_by_url(system) is not None:
-        return _codesystem_index(system).get(code)
-    return _external_index().get((system, code))
+    """The concept for (system, code), or None when our content does not know it."""
+    service = _service()
+    if service.source.find("CodeSystem", system) is None:
+        entry = _listed_codes().get((system, code))
+        if entry is None:
+            return None
+        return Concept(
+            system, entry.code, entry.display, ordinal=entry.ordinal, source="valueset"
+        )
+    try:
+        cs = service.code_system(system)
+        entry = service.concept_entry(system, code)
+    except TerminologyError:
+        return None
+    if entry is None:
+        return None
+    concept = cs.concepts[entry.code]
+    parents = cs.parents.get(entry.code, [])
+    return Concept(
+        system=system,
+        code=entry.code,
+        display=entry.display,
+        version=cs.version,
+        definition=concept.get("definition"),
+        designations={d.language: d.value for d in entry.designations if d.language},
+        properties=dict(cs.properties(entry.code)),
+        ordinal=entry.ordinal,
+        parent=parents[0] if parents else None,
+    )

@@ -64,7 +64,7 @@ class CodeSystemIndex:
             hierarchy_meaning=cs.get("hierarchyMeaning"),
             case_sensitive=cs.get("caseSensitive") is not False,
         )
-        for concept, parent in _walk(cs.get("concept", [])):
+        for concept, parent in walk_concepts(cs.get("concept", [])):
             code = concept.get("code")
             if not isinstance(code, str):
                 continue
@@ -112,6 +112,12 @@ class CodeSystemIndex:
         out = [(p.get("code", ""), property_value(p)) for p in concept.get("property", [])]
         return [(c, v) for c, v in out if c not in ("parent", "child")]
 
+    @property
+    def holds_concepts(self) -> bool:
+        """Whether the resource lists the system's concepts (codesystem-content-mode: a
+        ``not-present`` or ``supplement`` CodeSystem does not)."""
+        return self.content not in ("not-present", "supplement")
+
     def selectable(self, code: str) -> bool:
         return not any(c in NOT_SELECTABLE and v is True for c, v in self.properties(code))
 
@@ -141,14 +147,15 @@ class CodeSystemIndex:
         return _closure(code, self.parents)
 
 
-def _walk(
+def walk_concepts(
     concepts: list[dict[str, Any]], parent: str | None = None
 ) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """Depth-first over a CodeSystem's nested concepts, with each concept's parent code."""
     for concept in concepts:
         if not isinstance(concept, dict):
             continue
         yield concept, parent
-        yield from _walk(concept.get("concept") or [], concept.get("code"))
+        yield from walk_concepts(concept.get("concept") or [], concept.get("code"))
 
 
 def _closure(code: str, edges: dict[str, list[str]]) -> set[str]:

@@ -29,9 +29,11 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from threading import Lock
 from typing import Any
 
+from terminology._content import split_canonical
 from terminology.codesystem import CodeSystemIndex, value_text
 from terminology.errors import TerminologyError
 from terminology.sources import Found, Resource, Source, packaged_source
@@ -50,10 +52,23 @@ _REVERSED_EQUIVALENCE = {
 _NO_MATCH = frozenset({"unmatched", "disjoint"})
 
 
-def split_canonical(canonical: str) -> tuple[str, str | None]:
-    """``url|version`` -> (url, version); FHIR R4 references.html#canonical."""
-    url, _, version = canonical.partition("|")
-    return url, version or None
+# FHIR R4 extension-ordinalvalue.html: the score of a code in a scored answer list (a
+# Coding's, an answerOption's, and here a CodeSystem concept's or a ValueSet compose
+# concept's). R5 renamed it itemWeight; the programme's content is R4.
+ORDINAL_VALUE = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
+
+
+def ordinal_value(element: Any) -> float | None:
+    """The ordinalValue extension of a FHIR element (a dict), or None."""
+    if not isinstance(element, dict):
+        return None
+    for ext in _list(element.get("extension")):
+        if isinstance(ext, dict) and ext.get("url") == ORDINAL_VALUE:
+            value = ext.get("valueDecimal")
+            # A Decimal when the server kept the written precision (json.html#primitive).
+            if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+                return float(value)
+    return None
 
 
 # --- values -------------------------------------------------------------------------
@@ -88,7 +103,9 @@ class Designation:
 
 @dataclass(frozen=True, slots=True)
 class ExpansionEntry:
-    """One code of an expansion (ValueSet.expansion.contains)."""
+    """One code of an expansion (ValueSet.expansion.contains). ``ordinal`` is the code's
+    ordinalValue: the one the ValueSet lists it with, else the one its CodeSystem gives
+    (what questionnaire scoring adds up)."""
 
     system: str
     code: str
@@ -97,6 +114,7 @@ class ExpansionEntry:
     designations: tuple[Designation, ...] = ()
     abstract: bool = False
     inactive: bool = False
+    ordinal: float | None = None
 
     def display_in(self, language: str | None) -> str | None:
         if language:
@@ -163,6 +181,9 @@ class TranslationMatch:
     code: str | None
     display: str | None
     source: str  # the ConceptMap's url
+    # ConceptMap.group.element.target.comment: why the map is what it is (e.g. why a score
+    # has no LOINC code). R4 $translate has no output parameter for it, so it is not sent.
+    comment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +355,11 @@ class TerminologyService:
             _EXPANSIONS.put(key, _Cached(tuple(run.dependencies), entries))
         return entries
 
+    def expansion_of(self, canonical: str) -> list[ExpansionEntry]:
+        """The expansion of the ValueSet with this canonical (``url|version``)."""
+        found = self.find("ValueSet", canonical)
+        return self.expansion(found.resource, found.marker)
+
     def expand(
         self,
         vs: Resource,
@@ -449,7 +475,7 @@ class TerminologyService:
             )
         found = self._fetch(run, "CodeSystem", system, version)
         cs = self._code_system_of(found) if found is not None else None
-        if cs is not None and cs.content in ("not-present", "supplement"):
+        if cs is not None and not cs.holds_concepts:
             cs = None
         part: dict[Key, ExpansionEntry] = {}
         if "concept" in include:
@@ -502,6 +528,7 @@ class TerminologyService:
     ) -> ExpansionEntry | None:
         listed = listed or {}
         designations = [_designation(d) for d in _list(listed.get("designation"))]
+        ordinal = ordinal_value(listed)
         if cs is None:
             return ExpansionEntry(
                 system,
@@ -509,13 +536,20 @@ class TerminologyService:
                 _str(listed.get("display")),
                 version,
                 tuple(d for d in designations if d),
+                ordinal=ordinal,
             )
         concept = cs.concept(code)
         if concept is None:
             if cs.content == "complete":
                 return None
             # A fragment / example code system: the listed code stands on its own.
-            return ExpansionEntry(system, code, _str(listed.get("display")), cs.version or version)
+            return ExpansionEntry(
+                system,
+                code,
+                _str(listed.get("display")),
+                cs.version or version,
+                ordinal=ordinal,
+            )
         designations += [_designation(d) for d in _list(concept.get("designation"))]
         return ExpansionEntry(
             system,
@@ -525,7 +559,17 @@ class TerminologyService:
             tuple(d for d in designations if d),
             abstract=not cs.selectable(code),
             inactive=cs.inactive(code),
+            ordinal=ordinal if ordinal is not None else ordinal_value(concept),
         )
+
+    def concept_entry(
+        self, system: str, code: str, version: str | None = None
+    ) -> ExpansionEntry | None:
+        """The code as its CodeSystem defines it (display, designations, ordinal), or None
+        when the CodeSystem does not define it; TerminologyError when it is not held."""
+        cs = self.code_system(system, version)
+        known = cs.code_of(code)
+        return None if known is None else self._entry(cs, cs.url, known, None, cs.version)
 
     # -- $validate-code ------------------------------------------------------------
 
@@ -585,11 +629,7 @@ class TerminologyService:
     def validate_in_code_system(self, found: Found, coding: Coding) -> Validation:
         """codesystem-operation-validate-code: does the CodeSystem define the code?"""
         cs = self._code_system_of(found)
-        if cs.content in ("not-present", "supplement"):
-            raise TerminologyError(
-                f"CodeSystem {cs.url} holds no concepts here (content {cs.content})",
-                "not-supported",
-            )
+        _require_concepts(cs)
         shown = f"{cs.url}#{coding.code}"
         if coding.system is not None and coding.system != cs.url:
             return Validation(False, f"{coding.system}#{coding.code} is not from {cs.url}")
@@ -624,11 +664,7 @@ class TerminologyService:
         if coding.system is None:
             raise TerminologyError("$lookup needs the code's system", "invalid")
         cs = self.code_system(coding.system, coding.version)
-        if cs.content in ("not-present", "supplement"):
-            raise TerminologyError(
-                f"CodeSystem {cs.url} holds no concepts here (content {cs.content})",
-                "not-supported",
-            )
+        _require_concepts(cs)
         code = cs.code_of(coding.code)
         if code is None:
             raise TerminologyError(f"Unknown code {coding.system}#{coding.code}")
@@ -657,11 +693,7 @@ class TerminologyService:
     def subsumption_index(self, system: str, version: str | None = None) -> CodeSystemIndex:
         """The code system, checked to hold an is-a hierarchy (for subsumption)."""
         cs = self.code_system(system, version)
-        if cs.content in ("not-present", "supplement"):
-            raise TerminologyError(
-                f"CodeSystem {system} holds no concepts here, so subsumption is unknown",
-                "not-supported",
-            )
+        _require_concepts(cs, ", so subsumption is unknown")
         if not cs.subsumption:
             raise TerminologyError(
                 f"CodeSystem {system} has a {cs.hierarchy_meaning} hierarchy, which does not "
@@ -753,6 +785,14 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _require_concepts(cs: CodeSystemIndex, why: str = "") -> None:
+    if not cs.holds_concepts:
+        raise TerminologyError(
+            f"CodeSystem {cs.url} holds no concepts here (content {cs.content}){why}",
+            "not-supported",
+        )
+
+
 def _too_costly(url: str, limit: int) -> TerminologyError:
     return TerminologyError(
         f"The expansion of {url} has more than {limit} codes, this server's limit; "
@@ -780,12 +820,20 @@ def _flatten(contains: list[Any]) -> Iterable[ExpansionEntry]:
                 _str(item.get("version")),
                 abstract=item.get("abstract") is True,
                 inactive=item.get("inactive") is True,
+                ordinal=ordinal_value(item),
             )
         yield from _flatten(_list(item.get("contains")))
 
 
 def _contains(entry: ExpansionEntry, language: str | None, designations: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"system": entry.system}
+    out: dict[str, Any] = {}
+    if entry.ordinal is not None:
+        # A whole ordinal goes out as written in the content ("2", not "2.0"): a FHIR
+        # decimal's precision is part of its value (datatypes.html#decimal).
+        ordinal = entry.ordinal
+        written = int(ordinal) if ordinal.is_integer() else ordinal
+        out["extension"] = [{"url": ORDINAL_VALUE, "valueDecimal": written}]
+    out["system"] = entry.system
     if entry.abstract:
         out["abstract"] = True
     if entry.inactive:
@@ -910,9 +958,12 @@ def _map_matches(
                 if not isinstance(t, dict):
                     continue
                 equivalence = str(t.get("equivalence", "equivalent"))
+                comment = _str(t.get("comment"))
                 if not reverse and element.get("code") == coding.code:
                     out.append(
-                        TranslationMatch(equivalence, target, t.get("code"), t.get("display"), url)
+                        TranslationMatch(
+                            equivalence, target, t.get("code"), t.get("display"), url, comment
+                        )
                     )
                 elif reverse and t.get("code") == coding.code:
                     out.append(
@@ -922,6 +973,7 @@ def _map_matches(
                             element.get("code"),
                             element.get("display"),
                             url,
+                            comment,
                         )
                     )
     return out
@@ -946,8 +998,7 @@ class ValueSetMembership:
         """(codes by system, all codes) of the ValueSet, or None."""
         if canonical not in self._codes:
             try:
-                found = self.service.find("ValueSet", canonical)
-                entries = self.service.expansion(found.resource, found.marker)
+                entries = self.service.expansion_of(canonical)
             except TerminologyError:
                 self._codes[canonical] = None
             else:

@@ -23,7 +23,7 @@ an :class:`~fhir_server.audit.records.AccessRecord` (``state.audit.record``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -44,8 +44,18 @@ from fhir_server.auth.access import (
 from fhir_server.auth.access import Consent as ConsentPolicy
 from fhir_server.auth.claims import ADMIN, PRACTITIONER, Claims
 from fhir_server.auth.compartment import PATIENT_COMPARTMENT
-from fhir_server.auth.consent import ConsentGrants, organizations_of, permitted_patients
+from fhir_server.auth.consent import (
+    ConsentGrants,
+    care_team_patients,
+    grants,
+    named_parties,
+    organizations_of,
+    reaches,
+    roles_of,
+    withdraws,
+)
 from fhir_server.auth.scopes import parse as parse_scopes
+from fhir_server.client_address import client_address
 from fhir_server.definitions import R4_RESOURCE_TYPES
 from fhir_server.errors import FhirError, Issue, not_found
 from fhir_server.search import parse_search
@@ -118,7 +128,14 @@ def authenticate(request: Request, action: str, rtype: str | None = None) -> Gat
     that is unknown, expired or revoked. The token's ``aud`` was checked when it was
     issued (grants.py, SAL-12): every token in this server's store is for this server."""
     state: ServerState = request.app.state.fhir
-    ip = request.client.host if request.client else None
+    settings = state.settings
+    # The client behind a trusted reverse proxy, else the socket peer (docs/AUTH.md).
+    ip = client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist(settings.forwarded_header),
+        settings.trusted_proxies,
+        settings.forwarded_header,
+    )
     if state.settings.auth == "none":
         # --auth none is for experiments on one's own machine: the CLI binds loopback
         # only, and a request from anywhere else (a proxy, a port mapping) is refused.
@@ -180,6 +197,10 @@ def _record(
     )
 
 
+# Entities per AuditEvent of a batch or transaction; a bigger Bundle gets several events.
+ENTITIES_PER_EVENT = 100
+
+
 class Gate:
     """One request's caller and the decisions made for it."""
 
@@ -196,6 +217,11 @@ class Gate:
         self._request = request  # for the realm of a 403's challenge, built only then
         self._consent: ConsentPolicy | None = None
         self._readable: dict[str, Decision] = {}
+        # Consents written by this request: (patient, id, the version before or None).
+        self._consents_written: list[tuple[str, str, Mapping[str, Any] | None]] = []
+        # A batch's or transaction's writes, while collected for its one AuditEvent:
+        # ((type, id, version, interaction), patients) each; None when not collecting.
+        self._writes: list[tuple[tuple[str, str, int, str], tuple[str, ...]]] | None = None
 
     # -- audit ----------------------------------------------------------------------------
 
@@ -210,6 +236,33 @@ class Gate:
         if "patient_ids" not in fields and self.claims.patient:
             fields["patient_ids"] = (self.claims.patient,)
         _record(self.state, action, outcome, self.claims, self.client_ip, rtype, reason, **fields)
+
+    def collect_writes(self) -> None:
+        """From now on, successful writes are kept for :meth:`record_writes` instead of
+        being recorded one by one: a Bundle of 500 writes is one AuditEvent (in chunks
+        of :data:`ENTITIES_PER_EVENT` entities), not 500, which is what keeps auditing
+        from costing bulk loads more than the writes themselves (docs/AUTH.md, "Audit").
+        Refusals are still recorded one by one, as they happen."""
+        self._writes = []
+
+    def record_writes(self, action: str, outcome: int, reason: str = "") -> None:
+        """The Bundle's record(s): its writes as entities, or none when it failed (a
+        failed transaction wrote nothing; a Bundle refused whole wrote nothing either)."""
+        writes, self._writes = self._writes or [], None
+        if outcome >= 400 or not writes:
+            self.record(action, outcome, None, reason)
+            return
+        for start in range(0, len(writes), ENTITIES_PER_EVENT):
+            chunk = writes[start : start + ENTITIES_PER_EVENT]
+            patients = dict.fromkeys(p for _, named in chunk for p in named)
+            self.record(
+                action,
+                outcome,
+                None,
+                reason,
+                entities=tuple(entity for entity, _ in chunk),
+                patient_ids=tuple(patients),
+            )
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -237,9 +290,7 @@ class Gate:
                 and any(s.context == "user" for s in self.claims.scopes.resources)
             )
             self._consent = (
-                ConsentGrants(user, lookup_consents(self.state, user))
-                if needs and user
-                else ConsentGrants("", frozenset())
+                lookup_consents(self.state, user) if needs and user else ConsentGrants("")
             )
         return self._consent
 
@@ -393,11 +444,16 @@ class Gate:
         if isinstance(decision, Allow):
             return None
 
+        repo = self.state.repository
+
         def admit(stored: StoredResource) -> bool:
-            if stored.deleted:
-                return False  # no body to decide on: left out for a restricted token
             if isinstance(decision, Filter) and not decision.alternatives(stored.rtype):
                 return False
+            if stored.deleted:
+                # No body to decide on: shown to a token that could read the version the
+                # deletion ended, as a read of the deletion answers 410 only to it.
+                before = repo.vread(stored.rtype, stored.id, stored.version - 1)
+                return before is not None and self.visible_deleted(stored, before)
             return not isinstance(self.decide("read", stored.rtype, StoredView(stored)), Deny)
 
         return admit
@@ -449,14 +505,52 @@ class Gate:
         patients = compartment_patients({**subject, "id": id}) if subject else frozenset()
         if before is not None:
             patients |= compartment_patients(before)
+        if rtype == "Consent" and (
+            resource is None or before is not None or withdraws(resource)
+        ):
+            # A deletion, a change, or a withdrawal from the start: tokens are checked
+            # once the write has committed (settle).
+            for patient in sorted(patients):
+                self._consents_written.append((patient, id, before))
+        named = tuple(sorted(patients)) or self.patients_of(rtype, id, None)
+        if self._writes is not None:
+            self._writes.append(((rtype, id, version, interaction), named))
+            return
         self.record(
             interaction,
             201 if interaction == "create" else 200,
             rtype,
             resource_id=id,
             version=version,
-            patient_ids=tuple(sorted(patients)) or self.patients_of(rtype, id, None),
+            patient_ids=named,
         )
+
+    def settle(self) -> None:
+        """After the request's writes committed: revoke the tokens of practitioners whom
+        a Consent written now no longer permits anything of its patient (SEC-02)."""
+        written, self._consents_written = self._consents_written, []
+        tokens = self._tokens()
+        if not written or tokens is None:
+            return
+        by_patient: dict[str, dict[str, Mapping[str, Any] | None]] = {}
+        for patient, id, before in written:
+            by_patient.setdefault(patient, {}).setdefault(id, before)  # the first "before"
+        for patient, changed in sorted(by_patient.items()):
+            for practitioner, reason in withdrawn_practitioners(self.state, patient, changed):
+                ended = tokens.revoke_consented_access(practitioner, patient)
+                if ended:
+                    self.record(
+                        "revoke",
+                        200,
+                        "Consent",
+                        f"{ended} grant(s) of {practitioner} ended: {reason}",
+                        patient_ids=(patient,),
+                    )
+
+    def _tokens(self) -> Any:
+        app = self._request.app if self._request is not None else None
+        auth = getattr(app.state, "auth", None) if app is not None else None
+        return auth.services.tokens if auth is not None else None
 
     def precheck_entry(self, interaction: str, rtype: str, chosen_id: bool = False) -> None:
         if interaction == "update":
@@ -513,28 +607,27 @@ def _query_text(params: list[tuple[str, str]]) -> str:
 # -- consent lookup (through the search engine; no SQL here) --------------------------------
 
 
-def lookup_consents(state: ServerState, user: str) -> frozenset[str]:
-    """The patients whose stored Consents permit ``user`` now (fhir_server.auth.consent):
-    the user's Organizations through PractitionerRole, the Consents naming any of them,
-    then every Consent of those patients (a later blanket refusal counts too)."""
-    repo = state.repository
-    moment = now_us()
-    with repo.reading() as conn:
-        reg = live_registry(conn)
+def lookup_consents(state: ServerState, user: str, moment: int | None = None) -> ConsentGrants:
+    """What the stored Consents permit ``user`` now (fhir_server.auth.consent): the user's
+    PractitionerRoles and Organizations, the CareTeams naming any of them, the Consents
+    naming any of them, then every Consent of those patients (a later blanket refusal, or
+    a Consent naming them only in a nested provision, counts too).
 
-        def find(rtype: str, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-            query = parse_search(
-                rtype, [*pairs, ("_count", str(_LOOKUP_LIMIT))], strict=True, now_us=moment, reg=reg
-            )
-            result = execute_search(
-                conn, query, base_url="", page_cursor=None, secret=state.settings.secret_key
-            )
-            return [orjson.loads(found.body) for found in result.matches]
+    With ``Settings.care_team_required`` (the default) only the patients of an active
+    CareTeam the user belongs to are permitted (SEC-02: "an active Consent plus a
+    CareTeam link")."""
+    moment = now_us() if moment is None else moment
+    if not user.startswith("Practitioner/"):
+        return ConsentGrants(user)
+    with state.repository.reading() as conn:
+        find = _finder(state, conn, moment)
 
-        if not user.startswith("Practitioner/"):
-            return frozenset()
-        orgs = organizations_of(find("PractitionerRole", [("practitioner", user)]), user)
+        roles = find("PractitionerRole", [("practitioner", user)])
+        orgs = organizations_of(roles, user)
         actors = sorted({user, *orgs})
+        members = sorted({*actors, *roles_of(roles, user)})
+        teams = find("CareTeam", [("participant", ",".join(members)), ("status", "active")])
+        linked = care_team_patients(teams, members, moment)
         refs = ",".join(actors)
         naming: dict[str, dict[str, Any]] = {}
         for param, values in (("actor", refs), ("consentor", refs)):
@@ -543,21 +636,77 @@ def lookup_consents(state: ServerState, user: str) -> frozenset[str]:
         if orgs:
             for consent in find("Consent", [("organization", ",".join(sorted(orgs)))]):
                 naming[consent["id"]] = consent
-        patients = sorted(
-            {
-                c["patient"]["reference"]
-                for c in naming.values()
-                if isinstance(c.get("patient"), dict)
-                and str(c["patient"].get("reference", "")).startswith("Patient/")
-            }
-        )
+        patients = {
+            c["patient"]["reference"]
+            for c in naming.values()
+            if isinstance(c.get("patient"), dict)
+            and str(c["patient"].get("reference", "")).startswith("Patient/")
+        }
+        patients |= {f"Patient/{p}" for p in linked}
         consents = list(naming.values())
         if patients:
             seen = set(naming)
-            for consent in find("Consent", [("patient", ",".join(patients))]):
+            for consent in find("Consent", [("patient", ",".join(sorted(patients)))]):
                 if consent["id"] not in seen:
                     consents.append(consent)
-    return permitted_patients(consents, actors, moment)
+    required = state.settings.care_team_required
+    return grants(user, consents, actors, moment, linked if required else None)
+
+
+def _finder(
+    state: ServerState, conn: Any, moment: int
+) -> Callable[[str, list[tuple[str, str]]], list[dict[str, Any]]]:
+    """A search of stored resources for the lookups behind access decisions (Consents,
+    CareTeams, PractitionerRoles): strict, bounded, with the registry in force, as of
+    ``moment``, on the caller's connection."""
+    reg = live_registry(conn)
+
+    def find(rtype: str, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        query = parse_search(
+            rtype, [*pairs, ("_count", str(_LOOKUP_LIMIT))], strict=True, now_us=moment, reg=reg
+        )
+        result = execute_search(
+            conn, query, base_url="", page_cursor=None, secret=state.settings.secret_key
+        )
+        return [orjson.loads(found.body) for found in result.matches]
+
+    return find
+
+
+def withdrawn_practitioners(
+    state: ServerState, patient: str, changed: Mapping[str, Mapping[str, Any] | None]
+) -> list[tuple[str, str]]:
+    """The practitioners whom ``patient``'s Consents permitted something before the
+    Consents ``changed`` (id -> the version before, None for a new one) were written and
+    permit nothing now: (practitioner, why). Candidates are the parties the Consents
+    name, before and now -- Practitioners directly and through their Organizations'
+    PractitionerRoles."""
+    moment = now_us()
+    with state.repository.reading() as conn:
+        find = _finder(state, conn, moment)
+
+        now_in_force = find("Consent", [("patient", f"Patient/{patient}")])
+        earlier: list[Mapping[str, Any]] = [c for c in now_in_force if c.get("id") not in changed]
+        earlier += [c for c in changed.values() if c is not None]
+        named: set[str] = set()
+        for consent in [*now_in_force, *earlier]:
+            named |= named_parties(consent)
+        practitioners = {r for r in named if r.startswith("Practitioner/")}
+        orgs = sorted(r for r in named if r.startswith("Organization/"))
+        if orgs:
+            for role in find("PractitionerRole", [("organization", ",".join(orgs))]):
+                ref = role.get("practitioner")
+                if isinstance(ref, dict) and str(ref.get("reference", "")).startswith(
+                    "Practitioner/"
+                ):
+                    practitioners.add(ref["reference"])
+        gone: list[tuple[str, str]] = []
+        for practitioner in sorted(practitioners):
+            roles = find("PractitionerRole", [("practitioner", practitioner)])
+            actors = {practitioner, *organizations_of(roles, practitioner)}
+            if reaches(earlier, actors, moment) and not reaches(now_in_force, actors, moment):
+                gone.append((practitioner, f"Patient/{patient}'s Consent no longer permits them"))
+    return gone
 
 
 def require(condition: bool, gate: Gate, action: str, rtype: str | None, reason: str) -> None:
@@ -574,4 +723,5 @@ __all__ = [
     "authenticate",
     "lookup_consents",
     "require",
+    "withdrawn_practitioners",
 ]

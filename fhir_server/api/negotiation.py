@@ -11,6 +11,7 @@ from typing import Any, Literal
 import orjson
 
 from fhir_server.errors import FhirError, bad_request, error
+from fhir_server.formats.fhir_json import dump_fhir_json, parse_fhir_json
 from fhir_server.formats.xml import parse_xml, render_xml
 
 Format = Literal["json", "xml"]
@@ -94,8 +95,9 @@ def parse_resource_body(body: bytes, content_type: str | None) -> Any:
 
 
 def parse_json(body: bytes) -> Any:
+    # Decimals keep their written precision (formats/fhir_json.py, json.html#primitive).
     try:
-        return orjson.loads(body)
+        return parse_fhir_json(body)
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"The body is not valid JSON: {exc}", code="structure") from exc
 
@@ -103,13 +105,13 @@ def parse_json(body: bytes) -> Any:
 def render(body: bytes, prefs: Preferences) -> bytes:
     """Stored JSON bytes in the format the client asked for; untouched on the fast path."""
     if prefs.format == "xml":
-        return render_xml(orjson.loads(body))
+        return render_xml(parse_fhir_json(body))
     if prefs.pretty:
-        return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+        return dump_fhir_json(parse_fhir_json(body), pretty=True)
     return body
 
 
 def render_value(value: dict[str, Any], prefs: Preferences) -> bytes:
     if prefs.format == "xml":
         return render_xml(value)
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2 if prefs.pretty else 0)
+    return dump_fhir_json(value, pretty=prefs.pretty)

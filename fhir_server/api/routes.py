@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,6 +33,7 @@ from fhir_server.api.negotiation import (
 from fhir_server.auth.access import Deny
 from fhir_server.definitions import R4_RESOURCE_TYPES
 from fhir_server.errors import FhirError, Issue, error, gone, not_found, operation_outcome
+from fhir_server.formats.fhir_json import parse_fhir_json
 from fhir_server.formats.summary import select_elements, summarize
 from fhir_server.interactions import create as create_room
 from fhir_server.interactions import delete as delete_room
@@ -182,9 +182,13 @@ async def run_write(
 
 def looked_up(gate: Gate, fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` after the clinician's Consents are looked up (once per request, in
-    the worker thread, before any write transaction takes its lock)."""
+    the worker thread, before any write transaction takes its lock); then, its writes
+    committed, the gate settles what follows from them (tokens revoked when a Consent
+    was withdrawn, docs/AUTH.md)."""
     gate.consent  # noqa: B018 - a lookup with a cache, wanted for its effect
-    return fn(*args)
+    result = fn(*args)
+    gate.settle()
+    return result
 
 
 def admitted(
@@ -244,7 +248,7 @@ def shaped(body: bytes, request: Request, prefs: Preferences) -> bytes:
     elements = request.query_params.get("_elements")
     if not summary and not elements:
         return render(body, prefs)
-    resource = orjson.loads(body)
+    resource = parse_fhir_json(body)
     if summary and summary != "false":
         if summary == "count":
             raise error(400, "not-supported", "_summary=count applies to searches, not reads")
@@ -479,14 +483,15 @@ async def transaction(request: Request) -> Response:
         return_minimal=prefs.return_ == "minimal",
         search=entry_search,
     )
+    gate.collect_writes()  # one AuditEvent for the Bundle's writes, not one per entry
     try:
         body = await run_in_threadpool(
             run_as, gate, looked_up, gate, process_bundle, repo, bundle, options
         )
     except FhirError as exc:
-        gate.record(action, exc.status, None, str(exc))
+        gate.record_writes(action, exc.status, str(exc))
         raise
-    gate.record(action, 200)
+    gate.record_writes(action, 200)
     return fhir_response(render(body, prefs), prefs)
 
 

@@ -3,11 +3,13 @@ an IHE BALP-style AuditEvent, stored append-only beside the data. See docs/AUTH.
 """
 
 from fhir_server.audit.balp import ServerIdentity, audit_event
+from fhir_server.audit.process import AuditProcess
 from fhir_server.audit.records import AccessRecord, AuditSink
 from fhir_server.audit.trail import AuditTrail, DisabledAudit, TrailStats
 
 __all__ = [
     "AccessRecord",
+    "AuditProcess",
     "AuditSink",
     "AuditTrail",
     "DisabledAudit",

@@ -64,6 +64,17 @@ CLIENT_ID_SYSTEM = "http://selfback.example.org/fhir/sid/oauth-client-id"
 SUBJECT_SYSTEM = "http://selfback.example.org/fhir/sid/oauth-subject"
 
 PATIENT_RECORD = {"system": DCM, "code": "110110", "display": "Patient Record"}
+SYSTEM_OBJECT = {"system": ENTITY_TYPE, "code": "2", "display": "System Object"}
+PERSON = {"system": ENTITY_TYPE, "code": "1", "display": "Person"}
+DOMAIN_RESOURCE = {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}
+PATIENT_ROLE = {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}
+LIFECYCLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/dicom-audit-lifecycle"
+LIFECYCLE: dict[str, dict[str, str]] = {
+    "create": {"system": LIFECYCLE_SYSTEM, "code": "1", "display": "Origination / Creation"},
+    "update": {"system": LIFECYCLE_SYSTEM, "code": "3", "display": "Amendment"},
+    "patch": {"system": LIFECYCLE_SYSTEM, "code": "3", "display": "Amendment"},
+    "delete": {"system": LIFECYCLE_SYSTEM, "code": "14", "display": "Logical deletion"},
+}
 USER_AUTHENTICATED = {"system": DCM, "code": "110114", "display": "User Authentication"}
 
 # FHIR interactions: restful-interaction code (R4 valueset-type-restful-interaction) and
@@ -208,6 +219,23 @@ def entities_of(record: AccessRecord) -> list[dict[str, Any]]:
             "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
         }
         out.append(entity)
+    written_patients: set[str] = set()
+    for rtype, id, version, interaction in record.entities:
+        # A Bundle's writes, one entity each: what (the version written) and how, as the
+        # entity's lifecycle (DICOM ParticipantObjectDataLifeCycle, R4 binding
+        # object-lifecycle-events: 1 Origination / Creation, 3 Amendment, 14 Logical
+        # deletion). A Patient written is the Patient entity itself (BALP "with Patient").
+        is_patient = rtype == "Patient"
+        if is_patient:
+            written_patients.add(id)
+        out.append(
+            {
+                "what": {"reference": f"{rtype}/{id}/_history/{version}"},
+                "type": PERSON if is_patient else SYSTEM_OBJECT,
+                "role": PATIENT_ROLE if is_patient else DOMAIN_RESOURCE,
+                "lifecycle": LIFECYCLE.get(interaction, LIFECYCLE["update"]),
+            }
+        )
     if record.query:  # the query as sent (an empty one has nothing to record)
         query: dict[str, Any] = {
             "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
@@ -222,6 +250,8 @@ def entities_of(record: AccessRecord) -> list[dict[str, Any]]:
         if not patient_id or patient_id in seen:
             continue
         seen.add(patient_id)
+        if patient_id in written_patients:
+            continue  # already an entity, as the Patient written
         if record.resource_type == "Patient" and record.resource_id == patient_id:
             # The resource is the patient: one entity says both (BALP "with Patient").
             out[0]["type"] = {"system": ENTITY_TYPE, "code": "1", "display": "Person"}
@@ -305,6 +335,7 @@ Part = tuple[tuple[int, str, dict[str, Any]], ...]
 # read again), so each is converted once. Bounded.
 _MEMO: dict[tuple[str, bytes], Part] = {}
 _MEMO_MAX = 20_000
+_MEMO_PART_MAX = 4  # agents or entities per part at most, for the part to be remembered
 
 
 def _convert(steps: list[tuple[str, Any, Any]]) -> Part:
@@ -359,6 +390,8 @@ def _entity_steps(entities: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
 
 
 def _part(kind: str, value: Any, steps: Any) -> Part:
+    if isinstance(value, list) and len(value) > _MEMO_PART_MAX:
+        return _convert(steps(value))  # a Bundle's many entities: unique, not worth keeping
     key = (kind, orjson.dumps(value))
     found = _MEMO.get(key)
     if found is None:

@@ -26,6 +26,7 @@ class AccessRecord:
     ``claims``: the token's facts; None when there was no valid token.
     ``patient_ids``: the patients whose data was touched or asked for, when known.
     ``operation``: the operation name without ``$`` when ``action == "operation"``.
+    ``entities``: for ``batch`` and ``transaction``, what the Bundle wrote.
     """
 
     action: str
@@ -41,6 +42,9 @@ class AccessRecord:
     operation: str | None = None
     client_ip: str | None = None
     reason: str = ""
+    # The resources a batch or transaction wrote: (type, id, version, interaction), one
+    # entity each in the Bundle's one AuditEvent (see Gate.collect_writes).
+    entities: tuple[tuple[str, str, int, str], ...] = ()
 
 
 class AuditSink(Protocol):

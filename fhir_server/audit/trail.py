@@ -75,7 +75,64 @@ class TrailStats:
     failed: int
 
 
-class AuditTrail:
+class RecordQueue:
+    """The request side of a trail: a bounded in-memory queue that ``record`` appends to
+    and a background worker drains (:class:`AuditTrail` writes it in a thread,
+    :class:`~fhir_server.audit.process.AuditProcess` hands it to a writer process).
+    ``wake_at``: how many waiting records wake the worker before its interval is up."""
+
+    def __init__(self, max_queue: int, wake_at: int) -> None:
+        self.max_queue = max_queue
+        self._wake_at = wake_at
+        self._queue: deque[AccessRecord] = deque()
+        self._wake = threading.Event()
+        self._dropped = 0
+        self._last_drop_log = 0.0
+
+    def record(self, record: AccessRecord) -> None:
+        """Queue one record. Never blocks, never raises."""
+        try:
+            queue = self._queue
+            if len(queue) >= self.max_queue:
+                self._drop()
+                return
+            queue.append(record)  # deque.append is atomic under the GIL
+            if len(queue) >= self._wake_at:
+                self._wake.set()
+        except Exception:  # noqa: BLE001 - the request must never fail for the audit trail
+            self._dropped += 1
+
+    def _drop(self) -> None:
+        self._dropped += 1
+        now = time.monotonic()
+        if now - self._last_drop_log >= 10.0:  # at most one error line per 10 s
+            self._last_drop_log = now
+            log.error(
+                "audit queue full (%d records): AuditEvents are being dropped; %d dropped so far",
+                self.max_queue,
+                self._dropped,
+            )
+
+    @property
+    def stats(self) -> TrailStats:
+        raise NotImplementedError
+
+    def _log_stopped(self) -> None:
+        stats = self.stats
+        if stats.dropped or stats.failed or stats.queued:
+            log.error(
+                "audit trail stopped: %d written, %d dropped (queue full), "
+                "%d lost to write failures, %d still queued",
+                stats.written,
+                stats.dropped,
+                stats.failed,
+                stats.queued,
+            )
+        else:
+            log.info("audit trail stopped: %d AuditEvents written", stats.written)
+
+
+class AuditTrail(RecordQueue):
     """The :class:`~fhir_server.audit.records.AuditSink` that stores AuditEvents.
 
     ``max_queue``: records held in memory at most; ``batch_size``: records per write
@@ -93,49 +150,24 @@ class AuditTrail:
         interval: float = 0.2,
         attempts: int = 3,
     ) -> None:
+        super().__init__(max_queue, wake_at=batch_size)
         self.repository = repository
         self.server = server
-        self.max_queue = max_queue
         self.batch_size = batch_size
         self.interval = interval
         self.attempts = attempts
-        self._queue: deque[AccessRecord] = deque()
-        self._wake = threading.Event()
         self._stopping = threading.Event()
         self._writing = threading.Lock()  # one writer at a time: the thread or flush()
         self._thread: threading.Thread | None = None
         self._written = 0
-        self._dropped = 0
         self._failed = 0
-        self._last_drop_log = 0.0
         # (type, id, version) -> the patients that stored version names (_stored_patients)
         self._known_patients: dict[tuple[str, str, int | None], tuple[str, ...]] = {}
 
-    # -- the request path ------------------------------------------------------------
-
-    def record(self, record: AccessRecord) -> None:
-        """Queue one record. Never blocks, never raises."""
-        try:
-            queue = self._queue
-            if len(queue) >= self.max_queue:
-                self._drop()
-                return
-            queue.append(record)  # deque.append is atomic under the GIL
-            if len(queue) >= self.batch_size:
-                self._wake.set()
-        except Exception:  # noqa: BLE001 - the request must never fail for the audit trail
-            self._dropped += 1
-
-    def _drop(self) -> None:
-        self._dropped += 1
-        now = time.monotonic()
-        if now - self._last_drop_log >= 10.0:  # at most one error line per 10 s
-            self._last_drop_log = now
-            log.error(
-                "audit queue full (%d records): AuditEvents are being dropped; %d dropped so far",
-                self.max_queue,
-                self._dropped,
-            )
+    def accept(self, records: list[AccessRecord]) -> None:
+        """Take records handed over whole (the writer process,
+        :mod:`fhir_server.audit.writer`); they are written by the next :meth:`flush`."""
+        self._queue.extend(records)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -156,18 +188,7 @@ class AuditTrail:
             self._thread.join(timeout)
             self._thread = None
         self.flush()
-        stats = self.stats
-        if stats.dropped or stats.failed or stats.queued:
-            log.error(
-                "audit trail stopped: %d written, %d dropped (queue full), "
-                "%d lost to write failures, %d still queued",
-                stats.written,
-                stats.dropped,
-                stats.failed,
-                stats.queued,
-            )
-        else:
-            log.info("audit trail stopped: %d AuditEvents written", stats.written)
+        self._log_stopped()
 
     @property
     def stats(self) -> TrailStats:

@@ -23,7 +23,8 @@ Rules, each from the SMART App Launch 2.2 scopes page unless marked:
   [D] Patient itself is confined to the patient's own record (``_id``), and Group is never
   reachable with patient scopes: both would otherwise reveal other patients.
 - ``user/`` scopes reach a patient's data only while that patient's Consent permits the
-  user (issue 4, SEC-02); the ``consent`` callback answers that. Admins are not confined.
+  user that resource -- a search: every resource of the type (issue 4, SEC-02); the
+  ``consent`` callback answers that. Admins are not confined.
 - ``system/`` scopes are limited by their scope only.
 - [D] update as create under a client-chosen id (http.html#upsert) only for a scope that
   sees every resource of the type (:func:`creates_at_chosen_id`); a confined token would
@@ -135,20 +136,25 @@ Decision = Allow | Deny | Filter
 
 class Consent(Protocol):
     """The clinician-consent policy (SEC-02): does an active Consent from the patient
-    permit this user (a ``Practitioner/..`` reference, or its Organization)?"""
+    permit this user (a ``Practitioner/..`` reference, or its Organization) this resource
+    -- or, for a search, every resource of this type (fhir_server.auth.consent)?"""
 
-    def permits(self, user: str, patient_id: str) -> bool: ...
+    def permits(
+        self, user: str, patient_id: str, resource: Mapping[str, Any] | None = None
+    ) -> bool: ...
 
-    def patients(self, user: str) -> Collection[str]: ...
+    def patients(self, user: str, resource_type: str | None = None) -> Collection[str]: ...
 
 
 class NoConsent:
     """The policy when no Consent is known: no clinician sees any patient's data."""
 
-    def permits(self, user: str, patient_id: str) -> bool:
+    def permits(
+        self, user: str, patient_id: str, resource: Mapping[str, Any] | None = None
+    ) -> bool:
         return False
 
-    def patients(self, user: str) -> Collection[str]:
+    def patients(self, user: str, resource_type: str | None = None) -> Collection[str]:
         return ()
 
 
@@ -325,7 +331,7 @@ def _user_instance(
     if not patients:
         return Allow()  # no patient's data: the scope alone decides
     user = claims.fhir_user
-    if user and all(consent.permits(user, p) for p in patients):
+    if user and all(consent.permits(user, p, resource) for p in patients):
         return Allow()
     return Deny(404, f"no active Consent lets {user or 'this user'} see this {resource_type}")
 
@@ -411,7 +417,9 @@ def _search_bases(
             resource_type not in PATIENT_COMPARTMENT and resource_type != "Patient"
         ):
             return [()]
-        patients = sorted(consent.patients(claims.fhir_user)) if claims.fhir_user else []
+        # The Consents narrow per type (provision.class), inside the search's SQL.
+        user = claims.fhir_user
+        patients = sorted(consent.patients(user, resource_type)) if user else []
         return _compartment_conditions(resource_type, patients)
     patient = claims.patient
     if not patient or resource_type in PATIENT_SCOPE_EXCLUDED:

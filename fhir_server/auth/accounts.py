@@ -5,6 +5,9 @@
 - practitioners: created from the CLI, linked to a Practitioner, password (argon2id);
 - administrators: created from the CLI.
 
+Practitioners and administrators may enrol a TOTP second factor from the CLI
+(fhir_server/auth/totp.py); the store keeps its secret and the last time step accepted.
+
 An activation code is created for a Patient by a clinician, an EHR backend client or the
 CLI; it is single use and expires (issue 4 item 5). Only its digest is stored.
 """
@@ -16,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 
 from fhir_server.auth.claims import ADMIN, PATIENT, PRACTITIONER, ROLES
 from fhir_server.auth.credentials import (
@@ -28,6 +31,7 @@ from fhir_server.auth.credentials import (
     verify_password,
 )
 from fhir_server.auth.tables import auth_account, auth_activation_code
+from fhir_server.auth.totp import new_secret as new_totp_secret
 from fhir_server.storage.database import Database
 
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -48,6 +52,7 @@ class Account:
     phone: str | None
     username: str | None
     disabled: bool
+    totp: bool = False  # a TOTP second factor is enrolled
 
     @property
     def patient_id(self) -> str | None:
@@ -63,6 +68,7 @@ class Account:
             "phone": self.phone,
             "username": self.username,
             "disabled": self.disabled,
+            "totp": self.totp,
         }
 
 
@@ -87,7 +93,15 @@ def check_fhir_user(reference: str | None) -> str | None:
 
 
 def _account(row: Any) -> Account:
-    return Account(row.account_id, row.role, row.fhir_user, row.phone, row.username, row.disabled)
+    return Account(
+        row.account_id,
+        row.role,
+        row.fhir_user,
+        row.phone,
+        row.username,
+        row.disabled,
+        row.totp_secret is not None,
+    )
 
 
 class Accounts:
@@ -164,6 +178,64 @@ class Accounts:
         if not verify_password(stored, password) or row is None or row.disabled:
             return None
         return _account(row)
+
+    # -- TOTP second factor (staff accounts) --------------------------------------------------
+
+    def staff(self, name: str) -> Account | None:
+        """A practitioner or admin account by its account_id or its user name."""
+        found = self.get(name) or self.by_username(name)
+        return found if found is not None and found.role in (PRACTITIONER, ADMIN) else None
+
+    def enrol_totp(self, account_id: str) -> str:
+        """A new TOTP secret for the account (replacing any earlier one); returns it."""
+        secret = new_totp_secret()
+        with self.db.writer.begin() as conn:
+            conn.execute(
+                update(auth_account)
+                .where(auth_account.c.account_id == account_id)
+                .values(totp_secret=secret, totp_last_step=None)
+            )
+        return secret
+
+    def remove_totp(self, account_id: str) -> bool:
+        """Sign-in by password alone again; False when no TOTP was enrolled."""
+        a = auth_account
+        with self.db.writer.begin() as conn:
+            result = conn.execute(
+                update(a)
+                .where(a.c.account_id == account_id, a.c.totp_secret.is_not(None))
+                .values(totp_secret=None, totp_last_step=None)
+            )
+        return result.rowcount == 1
+
+    def totp_of(self, account_id: str) -> tuple[str, int | None] | None:
+        """(secret, last time step accepted) of an enrolled account still enabled, else None."""
+        a = auth_account
+        with self.db.reader.connect() as conn:
+            row = conn.execute(
+                select(a.c.totp_secret, a.c.totp_last_step, a.c.disabled).where(
+                    a.c.account_id == account_id
+                )
+            ).first()
+        if row is None or row.totp_secret is None or row.disabled:
+            return None
+        return row.totp_secret, row.totp_last_step
+
+    def claim_totp_step(self, account_id: str, step: int) -> bool:
+        """Accept a code of time ``step`` once: the conditional UPDATE lets exactly one of
+        two requests racing with the same code through (RFC 6238 section 5.2)."""
+        a = auth_account
+        with self.db.writer.begin() as conn:
+            result = conn.execute(
+                update(a)
+                .where(
+                    a.c.account_id == account_id,
+                    a.c.totp_secret.is_not(None),
+                    or_(a.c.totp_last_step.is_(None), a.c.totp_last_step < step),
+                )
+                .values(totp_last_step=step)
+            )
+        return result.rowcount == 1
 
     def set_disabled(self, account_id: str, disabled: bool) -> bool:
         with self.db.writer.begin() as conn:

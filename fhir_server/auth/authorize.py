@@ -12,6 +12,7 @@ Steps, one page each:
     standalone:  start --activation code--> phone --SMS--> code --> consent
                  start --phone (returning patient)------> code --> consent
                  start --user name + password (clinician)--------> consent
+                 start --user name + password --TOTP code (enrolled)--> consent
     EHR launch:  consent (the EHR vouched for the practitioner in the launch context)
 
 On *Allow* the code is issued through authlib and the browser is redirected to the app.
@@ -239,6 +240,7 @@ class AuthorizeEndpoint:
             "resend": self._resend,
             "otp": self._otp,
             "password": self._password,
+            "totp": self._totp,
             "approve": self._approve,
             "deny": self._deny,
         }.get(step.action)
@@ -253,8 +255,9 @@ class AuthorizeEndpoint:
         return html(self._render(flow))
 
     def _restart(self, flow: Flow, request: HttpRequest, step: Step) -> Response:
-        if flow.state.get("step") in ("phone", "otp"):
+        if flow.state.get("step") in ("phone", "otp", "totp"):
             for key in (
+                "pending",
                 "mode",
                 "patient_id",
                 "activation_hash",
@@ -381,15 +384,47 @@ class AuthorizeEndpoint:
                 request, flow, status, f"password refused for '{username}' ({result})"
             )
             return html(self._render(flow, result), status=status)
-        self._signed_in(
-            flow.state,
-            subject=result.account_id,
-            role=result.role,
-            fhir_user=result.fhir_user,
-            display=result.username or result.fhir_user or "",
-        )
+        user = {
+            "subject": result.account_id,
+            "role": result.role,
+            "fhir_user": result.fhir_user,
+            "display": result.username or result.fhir_user or "",
+        }
+        if result.totp:
+            # The password was right; the second factor decides. Nothing is recorded yet:
+            # the sign-in's record is written when the TOTP code passes or fails.
+            flow.state.update(step="totp", pending=user)
+            self.flows.save(flow)
+            return html(self._render(flow))
+        self._signed_in(flow.state, **user)
         self.flows.save(flow)
         self._audit_login(request, flow, 200, "signed in (password)", self._who(flow))
+        return html(self._render(flow))
+
+    def _totp(self, flow: Flow, request: HttpRequest, step: Step) -> Response:
+        pending = flow.state.get("pending")
+        if flow.state["step"] != "totp" or not pending:
+            return html(self._render(flow, "error_unknown_action"), status=400)
+        error = self.login.check_totp(
+            pending["subject"], step.form.get("totp", ""), request.client_ip
+        )
+        if error is not None:
+            status = 429 if "locked" in error else 400
+            # The password was right, so the record names the person: a failing second
+            # factor is what an auditor looks for when a password may have leaked.
+            who = person(
+                flow.params.get("client_id", ""),
+                subject=pending["subject"],
+                role=pending["role"],
+                fhir_user=pending["fhir_user"],
+            )
+            reason = f"TOTP refused for '{pending['display'][:64]}' ({error})"
+            self._audit_login(request, flow, status, reason, who)
+            return html(self._render(flow, error), status=status)
+        flow.state.pop("pending", None)
+        self._signed_in(flow.state, **pending)
+        self.flows.save(flow)
+        self._audit_login(request, flow, 200, "signed in (password + TOTP)", self._who(flow))
         return html(self._render(flow))
 
     # -- the audit trail (docs/AUTH.md, "Audit") -------------------------------------------
@@ -544,6 +579,8 @@ class AuthorizeEndpoint:
         step = state.get("step")
         if step == "phone":
             return pages.phone_page(locale, flow.handle, message)
+        if step == "totp":
+            return pages.totp_page(locale, flow.handle, message)
         if step == "otp":
             return pages.otp_page(locale, flow.handle, mask_phone(state.get("phone", "")), message)
         if step == "consent":

@@ -13,6 +13,8 @@ Wired into ``selfback`` by :func:`register_cli`; every command prints one JSON o
     selfback account create --role practitioner --username anna --fhir-user Practitioner/7
         (password from $SELFBACK_NEW_PASSWORD, else one line on stdin)
     selfback account list | disable ID
+    selfback account totp-enrol ID|USERNAME     (prints the secret and the otpauth:// URI)
+    selfback account totp-remove ID|USERNAME
 
 Also runnable on its own: ``python -m fhir_server.auth.cli ...``.
 """
@@ -108,6 +110,15 @@ def register_cli(subparsers: Any) -> None:
     _command(
         account, "disable", "disable an account and end its tokens", _account_disable
     ).add_argument("account_id")
+    _command(
+        account,
+        "totp-enrol",
+        "give a practitioner or admin a TOTP second factor (a new secret each time)",
+        _account_totp_enrol,
+    ).add_argument("account", help="account_id or user name")
+    _command(
+        account, "totp-remove", "sign in by password alone again", _account_totp_remove
+    ).add_argument("account", help="account_id or user name")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -323,6 +334,42 @@ def _account_disable(args: argparse.Namespace, settings: Settings) -> int:
         return _fail(f"no account {args.account_id!r}")
     revoked = services.tokens.revoke_subject(args.account_id)
     _emit({"account_id": args.account_id, "disabled": True, "grants_revoked": revoked})
+    return 0
+
+
+def _account_totp_enrol(args: argparse.Namespace, settings: Settings) -> int:
+    from fhir_server.auth import totp
+
+    services = _open(settings)
+    account = services.accounts.staff(args.account)
+    if account is None:
+        return _fail(f"no practitioner or admin account {args.account!r}")
+    secret = services.accounts.enrol_totp(account.account_id)
+    _emit(
+        {
+            "account_id": account.account_id,
+            "username": account.username,
+            "totp": True,
+            # Shown once, for the clinician's authenticator app (scan the URI as a QR code
+            # or type the secret); the server keeps it to compute the codes it expects.
+            "secret": secret,
+            "otpauth_uri": totp.provisioning_uri(secret, account.username or account.account_id),
+            "algorithm": "SHA1",
+            "digits": totp.DIGITS,
+            "period": totp.PERIOD,
+        }
+    )
+    return 0
+
+
+def _account_totp_remove(args: argparse.Namespace, settings: Settings) -> int:
+    services = _open(settings)
+    account = services.accounts.staff(args.account)
+    if account is None:
+        return _fail(f"no practitioner or admin account {args.account!r}")
+    if not services.accounts.remove_totp(account.account_id):
+        return _fail(f"account {args.account!r} has no TOTP enrolled")
+    _emit({"account_id": account.account_id, "username": account.username, "totp": False})
     return 0
 
 

@@ -9,7 +9,9 @@ stop brute force and cap SMS spend (OWASP API2, API4, API6):
 - SMS: one per sign-in per 30 s, 5 per phone per hour, a per-IP and an installation-wide
   hourly cap; each code expires in 5 minutes and dies after 5 wrong tries; 10 wrong codes
   for one phone within an hour lock that phone for the hour;
-- passwords: 5 failures per user name within 15 minutes lock the user name.
+- passwords: 5 failures per user name within 15 minutes lock the user name;
+- TOTP codes (clinicians who enrolled a second factor): 5 wrong or replayed codes per
+  account within 15 minutes lock the account's sign-in; they count against the IP too.
 
 A returning sign-in with a phone that has no account looks exactly like one that has:
 the same page, the same counters, no SMS. Nobody learns which numbers are registered.
@@ -30,6 +32,7 @@ from fhir_server.auth.messages import text
 from fhir_server.auth.policy import SMS_CODE_TTL
 from fhir_server.auth.server import AuthServices
 from fhir_server.auth.sms import SmsError
+from fhir_server.auth.totp import matching_step
 
 log = logging.getLogger("selfback.auth.login")
 
@@ -143,6 +146,40 @@ class Login:
             self.counts.record(user_key)
             return "error_password_invalid"
         return account
+
+    # -- TOTP, the second factor after a password ---------------------------------------------
+
+    def check_totp(
+        self, account_id: str, typed: str, ip: str, now: float | None = None
+    ) -> str | None:
+        limits = self.limits
+        now = time.time() if now is None else now
+        account_key = f"totp-fail:account:{account_id}"
+        if self.counts.exceeded(
+            f"login-fail:ip:{ip}", limits.login_failures_per_ip_window, limits.window_seconds
+        ) or self.counts.exceeded(
+            account_key, limits.totp_failures_per_account_window, limits.window_seconds
+        ):
+            return "error_totp_locked"
+        enrolled = self.services.accounts.totp_of(account_id)
+        if enrolled is None:
+            # Removed or disabled while this sign-in waited: no code can pass now.
+            return "error_totp_invalid"
+        secret, last_step = enrolled
+        step = matching_step(secret, typed or "", now)
+        if step is None:
+            error = "error_totp_invalid"
+        elif (last_step is not None and step <= last_step) or not (
+            self.services.accounts.claim_totp_step(account_id, step)
+        ):
+            # RFC 6238 section 5.2: a code (or an older one) that already signed someone in
+            # is refused, even within its 30 s; an eavesdropper gains nothing by it.
+            error = "error_totp_used"
+        else:
+            return None
+        self.counts.record(f"login-fail:ip:{ip}")
+        self.counts.record(account_key)
+        return error
 
 
 LOGIN_WINDOW = 24 * HOUR  # a sign-in lives far shorter; its counters need no other window

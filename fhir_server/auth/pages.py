@@ -159,6 +159,27 @@ def otp_page(locale: str, flow: str, phone: str, error: str | None = None) -> st
     return page(locale, t("otp_heading"), body, flow=flow)
 
 
+def totp_page(locale: str, flow: str, error: str | None = None) -> str:
+    """The second factor of a clinician who enrolled TOTP (RFC 6238), after the password."""
+    t = lambda key, **v: text(locale, key, **v)  # noqa: E731
+    body = (
+        f"<h1>{escape(t('totp_heading'))}</h1><p>{escape(t('totp_intro'))}</p>{_error(error)}"
+        + _form(
+            flow,
+            _field(
+                "totp",
+                t("totp_label"),
+                extra='inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" '
+                'maxlength="6"',
+            )
+            + _button("totp", t("verify"))
+            + " "
+            + _button("restart", t("start_over"), secondary=True),
+        )
+    )
+    return page(locale, t("totp_heading"), body, flow=flow)
+
+
 def consent_page(
     locale: str,
     flow: str,

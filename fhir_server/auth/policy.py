@@ -63,6 +63,7 @@ class Limits:
     activation_attempts_per_flow: int = 5
     login_failures_per_ip_window: int = 20  # wrong activation codes/passwords per IP
     password_failures_per_user_window: int = 5
+    totp_failures_per_account_window: int = 5  # wrong or replayed TOTP codes, then locked
     window_seconds: int = 15 * 60
 
     @classmethod

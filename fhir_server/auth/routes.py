@@ -43,6 +43,7 @@ from fhir_server.auth.policy import (
     LAUNCH_TTL,
 )
 from fhir_server.auth.server import AuthServices, HttpRequest, SmartAuthorizationServer
+from fhir_server.client_address import client_address
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.errors import error as fhir_error
@@ -106,7 +107,16 @@ def fhir_base(request: Request) -> str:
 
 
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address: the socket peer, or what a trusted proxy forwarded
+    (SELFBACK_TRUSTED_PROXIES, fhir_server.client_address)."""
+    settings = _auth(request).services.settings
+    found = client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist(settings.forwarded_header),
+        settings.trusted_proxies,
+        settings.forwarded_header,
+    )
+    return found or "unknown"
 
 
 async def read_form(request: Request) -> list[tuple[str, str]]:

@@ -2,7 +2,9 @@
 
 Every secret a client or person presents (client secret, code, token, launch value,
 activation code, login-flow handle) is stored only as its SHA-256 (``*_hash`` columns), so
-a copy of the database lets nobody act as anyone. Times are whole seconds since the Unix
+a copy of the database lets nobody act as anyone. The one secret kept as is, a
+clinician's TOTP secret (``auth_account.totp_secret``), is one the server must compute
+with; the argon2id password still stands in front of it. Times are whole seconds since the Unix
 epoch, UTC. JSON columns hold small documents (lists of URIs, launch context).
 Migration: fhir_server/storage/migrations/versions/0003_auth.py.
 """
@@ -68,6 +70,11 @@ auth_account = Table(
     Column("password_hash", Text, nullable=True),  # argon2id
     Column("created_at", TIME, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    # TOTP second factor (fhir_server/auth/totp.py, migration 0006): the base32 shared
+    # secret, stored as is because the server must compute codes from it (docs/AUTH.md),
+    # and the last time step accepted, so no code is accepted twice (RFC 6238 5.2).
+    Column("totp_secret", String(64), nullable=True),
+    Column("totp_last_step", BigInteger, nullable=True),
     UniqueConstraint("phone", name="uq_auth_account_phone"),
     UniqueConstraint("username", name="uq_auth_account_username"),
 )

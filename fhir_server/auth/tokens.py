@@ -21,7 +21,7 @@ from authlib.oauth2.rfc6749 import TokenMixin
 from authlib.oidc.core import AuthorizationCodeMixin
 from sqlalchemy import and_, delete, insert, select, update
 
-from fhir_server.auth.claims import Claims
+from fhir_server.auth.claims import PRACTITIONER, Claims
 from fhir_server.auth.credentials import digest, new_secret
 from fhir_server.auth.scopes import parse
 from fhir_server.auth.tables import auth_code, auth_grant, auth_launch, auth_token
@@ -466,6 +466,35 @@ class TokenStore:
             )
         self.forget_claims()
         return int(result.rowcount)
+
+    def revoke_consented_access(self, fhir_user: str, patient_id: str) -> int:
+        """End the grants through which a practitioner (``fhir_user``) reached a patient
+        whose consent they have lost (SEC-02: "Revoking consent revokes tokens"): every
+        grant with a ``user/`` scope -- consent decides what those reach, and a grant
+        cannot be narrowed to leave one patient out -- and every grant launched for that
+        patient. Their other grants (another patient's ``patient/`` launch) stay. Not
+        :meth:`revoke_subject`: that ends the account's every grant, and a clinician
+        acting for several patients should not lose them all to one withdrawal."""
+        now = int(time.time())
+        with self.db.writer.begin() as conn:
+            rows = conn.execute(
+                select(auth_grant.c.grant_id, auth_grant.c.scope, auth_grant.c.context).where(
+                    auth_grant.c.fhir_user == fhir_user,
+                    auth_grant.c.role == PRACTITIONER,
+                    auth_grant.c.revoked_at.is_(None),
+                )
+            ).all()
+            ended = [
+                row.grant_id
+                for row in rows
+                if any(s.context == "user" for s in parse(row.scope).resources)
+                or orjson.loads(row.context).get("patient") == patient_id
+            ]
+            for grant_id in ended:
+                _revoke_grant(conn, grant_id, now)
+        if ended:
+            self.forget_claims()
+        return len(ended)
 
     def purge_expired(self, now: int | None = None) -> None:
         """Forget codes and tokens that can never be used again."""

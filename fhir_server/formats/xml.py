@@ -6,12 +6,13 @@ which are primitives, which travel as attributes); :mod:`fhir_server.definitions
 them. The JSON side is the plain ``dict`` form the rest of the server uses, with one
 choice made explicit:
 
-* A FHIR ``decimal`` written as a whole number becomes ``int``; one with a fraction or
-  exponent becomes ``float`` by default, exactly what ``orjson.loads`` (used by the rest
-  of the server) gives for the same JSON text. FHIR wants decimals to keep their precision
-  (json.html#primitive: "1.50" is not "1.5"); ``parse_xml(data, exact_decimals=True)``
-  returns :class:`decimal.Decimal` instead, as ``json.loads(text, parse_float=Decimal)``
-  would. ``render_xml`` accepts ``int``, ``float`` and ``Decimal``.
+* A FHIR ``decimal`` becomes what :func:`fhir_server.formats.fhir_json.parse_fhir_json`
+  gives for the same JSON text: ``int`` or ``float`` when that writes back unchanged, a
+  ``FhirDecimal`` holding the attribute text otherwise (json.html#primitive: "1.50" is not
+  "1.5"). ``parse_xml(data, exact_decimals=True)`` returns :class:`decimal.Decimal` for
+  every fraction or exponent instead, as ``json.loads(text, parse_float=Decimal)`` would.
+  ``render_xml`` accepts ``int``, ``float`` and ``Decimal`` and writes the same text as
+  the JSON form (a ``FhirDecimal`` as written).
 
 Parsing is hardened (security.html#xml): no DTD, no entity expansion, no network access, no
 huge-tree mode; a document with a DOCTYPE is refused outright.
@@ -39,6 +40,7 @@ from fhir_server.definitions import (
     root_element,
 )
 from fhir_server.errors import bad_request
+from fhir_server.formats.fhir_json import decimal_from_text, decimal_text
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
@@ -117,18 +119,16 @@ def parse_xml(data: bytes, *, exact_decimals: bool = False) -> dict[str, Any]:
     module docstring).
     """
     root = _xml_tree(data)
-    return _read_resource(root, "", Decimal if exact_decimals else _finite_float)
+    return _read_resource(root, "", _exact_decimal if exact_decimals else decimal_from_text)
 
 
 DecimalOf = Callable[[str], Any]
 
 
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        # orjson would write inf as null; refuse instead of corrupting the value.
-        raise ValueError(f"{text!r} is out of range for a decimal")
-    return number
+def _exact_decimal(text: str) -> int | Decimal:
+    if "." in text or "e" in text or "E" in text:
+        return Decimal(text)
+    return int(text)
 
 
 def _read_resource(elem: etree._Element, location: str, decimal_of: DecimalOf) -> dict[str, Any]:
@@ -291,13 +291,11 @@ def _primitive_from_text(type_code: str, text: str, location: str, decimal_of: D
     if type_code == "decimal":
         if not _DECIMAL.fullmatch(text):
             raise bad_request(f"{text!r} is not a decimal", location)
-        # Same types a JSON parser gives for the same number text (module docstring).
-        if "." in text or "e" in text or "E" in text:
-            try:
-                return decimal_of(text)
-            except ValueError as exc:
-                raise bad_request(str(exc), location) from exc
-        return int(text)
+        # Same values a JSON parser gives for the same number text (module docstring).
+        try:
+            return decimal_of(text)
+        except ValueError as exc:
+            raise bad_request(f"{text!r} is out of range for a decimal", location) from exc
     return text
 
 
@@ -462,13 +460,11 @@ def _primitive_to_text(type_code: str, value: Any, here: str) -> str:
     if type_code == "decimal":
         if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             raise bad_request("Expected a number", here)
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise bad_request("Decimals must be finite", here)
-            return repr(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad_request("Decimals must be finite", here)
         if isinstance(value, Decimal) and not value.is_finite():
             raise bad_request("Decimals must be finite", here)
-        return str(value)
+        return decimal_text(value)
     if not isinstance(value, str):
         raise bad_request(f"Expected a string ({type_code})", here)
     return value

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from fhir_server.formats.fhir_json import dump_fhir_json
 from fhir_server.versioning import instant, new_id
 
 
@@ -19,13 +18,13 @@ def entry_bytes(fields: dict[str, Any], resource: bytes | None = None) -> bytes:
     if "fullUrl" in fields:
         head["fullUrl"] = fields["fullUrl"]
     rest = {k: v for k, v in fields.items() if k != "fullUrl"}
-    parts = [orjson.dumps(head)[:-1]]  # '{"fullUrl":"…"' without the closing brace
+    parts = [dump_fhir_json(head)[:-1]]  # '{"fullUrl":"…"' without the closing brace
     if resource:
         parts.append(b"," if head else b"")
         parts.append(b'"resource":' + resource)
     if rest:
         parts.append(b"," if (head or resource) else b"")
-        parts.append(orjson.dumps(rest)[1:-1])
+        parts.append(dump_fhir_json(rest)[1:-1])
     parts.append(b"}")
     return b"".join(parts)
 
@@ -49,5 +48,5 @@ def bundle_bytes(
     if links:
         head["link"] = [{"relation": rel, "url": url} for rel, url in links]
     if not entries:
-        return orjson.dumps(head)
-    return orjson.dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}"
+        return dump_fhir_json(head)
+    return dump_fhir_json(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}"

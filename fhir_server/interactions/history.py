@@ -7,6 +7,7 @@ cursor on (lastUpdated, history row), so pages stay stable while new versions ar
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from urllib.parse import urlencode
 
 from fhir_server.errors import bad_request
@@ -15,6 +16,10 @@ from fhir_server.paging import decode_cursor, encode_cursor
 from fhir_server.search import dates
 from fhir_server.storage.repository import HistoryQuery, Repository, StoredResource
 from fhir_server.versioning import etag, instant
+
+# A restricted token's page skips at most this many rows it may not see; then it is short.
+MAX_SKIPPED = 5000
+_BATCH = 200  # rows read per query while a restricted page fills
 
 
 def history_bundle(
@@ -31,15 +36,41 @@ def history_bundle(
     admit: Callable[[StoredResource], bool] | None = None,
 ) -> bytes:
     """``admit``: the access decision per version (None: every version). History rows
-    have no search index, so a restricted token's history is filtered entry by entry on
-    the stored bodies; a page may then hold fewer than ``_count`` entries, and paging
-    still follows the unfiltered rows (docs/AUTH.md)."""
+    have no search index, so a restricted token's history is decided entry by entry on
+    the stored bodies; further rows are read until the page holds ``_count`` admitted
+    entries, and the ``next`` link continues after the last row examined. At most
+    :data:`MAX_SKIPPED` rows the token may not see are skipped for one page: past that the
+    page is short and ``next`` goes on from there (docs/AUTH.md), so one request's cost
+    stays bounded whatever the history of others holds."""
     query, cursor = _parse(params, rtype, id, secret, default_count, max_count)
-    rows = repo.history(query)
+    picked: list[tuple[StoredResource, tuple[int, int]]] = []
+    last: tuple[int, int] | None = None  # position of the last row examined
+    more = False
+    skipped = 0
+    batch = query
+    while True:
+        rows = repo.history(batch)
+        for stored, position in rows:
+            if len(picked) == query.count:
+                break
+            last = position
+            if admit is None or admit(stored):
+                picked.append((stored, position))
+            else:
+                skipped += 1
+        if len(rows) < batch.count:
+            more = len(picked) == query.count and rows[-1][1] != last if rows else False
+            break
+        if len(picked) == query.count or skipped >= MAX_SKIPPED:
+            more = True
+            break
+        assert last is not None
+        # Read on after the last row examined, in batches at least a page long.
+        batch = replace(query, after=last, count=max(query.count, _BATCH))
+    if query.count == 0:
+        more = False
     entries = []
-    for stored, _position in rows:
-        if admit is not None and not admit(stored):
-            continue
+    for stored, _position in picked:
         fields: dict[str, object] = {"fullUrl": f"{base_url}/{stored.rtype}/{stored.id}"}
         url = stored.rtype if stored.method == "POST" else f"{stored.rtype}/{stored.id}"
         fields["request"] = {"method": stored.method, "url": url}
@@ -55,8 +86,8 @@ def history_bundle(
     here = f"{base_url}/{path}/_history" if path else f"{base_url}/_history"
     plain = [(k, v) for k, v in params if k != "_cursor"]
     links = [("self", here + ("?" + urlencode(params) if params else ""))]
-    if len(rows) == query.count:
-        lu, hpk = rows[-1][1]
+    if more and last is not None:
+        lu, hpk = last
         token = encode_cursor({"lu": lu, "pk": hpk}, secret)
         links.append(("next", here + "?" + urlencode([*plain, ("_cursor", token)])))
     if cursor:

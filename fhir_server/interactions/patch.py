@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
-
 from fhir_server.errors import bad_request, not_found, precondition_failed
+from fhir_server.formats.fhir_json import parse_fhir_json
 from fhir_server.interactions.access import may_target
 from fhir_server.interactions.conditional import find_matches
 from fhir_server.interactions.outcome import WriteOutcome
@@ -34,7 +33,7 @@ def patch(
         raise not_found(f"{rtype}/{id} is not known")  # unseen: as if unknown (docs/AUTH.md)
     current = live(current, rtype, id)
     check_version(current, if_match, rtype, id)
-    before = orjson.loads(current.body)
+    before = parse_fhir_json(current.body)  # decimals as stored, not rounded
     if kind == "json-patch":
         after = apply_json_patch(before, document)
     else:

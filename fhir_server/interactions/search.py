@@ -26,6 +26,7 @@ from sqlalchemy import Connection
 
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.formats import select_elements, summarize
+from fhir_server.formats.fhir_json import dump_fhir_json, parse_fhir_json
 from fhir_server.interactions.bundle_json import bundle_bytes, entry_bytes
 from fhir_server.search import Registry, SearchQuery, parse_search
 from fhir_server.search.restriction import SearchAccess
@@ -132,12 +133,12 @@ def _entry(base: str, found: FoundResource, mode: str, query: SearchQuery) -> by
     if mode == "match" and (query.elements or query.summary in ("true", "text", "data")):
         # search.html#summary / #elements: prune only when asked; the hot path splices
         # the stored bytes unchanged.
-        resource: dict[str, Any] = orjson.loads(body)
+        resource: dict[str, Any] = parse_fhir_json(body)
         if query.elements:
             resource = select_elements(resource, list(query.elements))
         else:
             resource = summarize(resource, str(query.summary))
-        body = orjson.dumps(resource)
+        body = dump_fhir_json(resource)
     return entry_bytes(
         {"fullUrl": f"{base}/{found.rtype}/{found.id}", "search": {"mode": mode}}, body
     )

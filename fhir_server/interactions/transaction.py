@@ -24,6 +24,7 @@ import orjson
 
 from fhir_server import conformance
 from fhir_server.errors import FhirError, bad_request, error, not_found, precondition_failed
+from fhir_server.formats.fhir_json import parse_fhir_json
 from fhir_server.interactions.access import may_read, may_read_deleted, precheck
 from fhir_server.interactions.bundle_entry import EntryRequest, parse_entry, status_line
 from fhir_server.interactions.bundle_json import bundle_bytes, entry_bytes
@@ -412,7 +413,7 @@ def _patch_document(request: EntryRequest) -> tuple[Any, PatchKind]:
                 "A Binary patch must have contentType application/json-patch+json", where
             )
         try:
-            return orjson.loads(
+            return parse_fhir_json(
                 base64.b64decode(resource.get("data") or "", validate=True)
             ), "json-patch"
         except (binascii.Error, orjson.JSONDecodeError) as exc:

@@ -12,15 +12,14 @@ with an ``expansion`` (``identifier``, ``timestamp``, ``total``, ``offset``, ``p
 
 from __future__ import annotations
 
-from fhir_server.errors import bad_request
 from fhir_server.operations import Operation, OperationCall, OperationResult
 from fhir_server.operations.terminology_parameters import (
-    acted_on,
     boolean,
     failure,
     integer,
     terminology,
     text,
+    value_set_acted_on,
 )
 from fhir_server.storage.repository import Repository
 from fhir_server.versioning import instant
@@ -29,16 +28,7 @@ from terminology import TerminologyError
 
 def expand(repo: Repository, call: OperationCall) -> OperationResult:
     with terminology(repo) as (service, stored):
-        found = acted_on(
-            call,
-            service,
-            stored,
-            "ValueSet",
-            resource_name="valueSet",
-            version_name="valueSetVersion",
-        )
-        if found is None:
-            raise bad_request("$expand needs a ValueSet: the instance, url or valueSet")
+        found = value_set_acted_on(call, service, stored, "expand")
         try:
             expanded = service.expand(
                 found.resource,

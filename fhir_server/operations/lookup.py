@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fhir_server.errors import bad_request, not_found
+from fhir_server.errors import bad_request
 from fhir_server.operations import Operation, OperationCall, OperationResult
 from fhir_server.operations.terminology_parameters import (
+    code_system_instance,
     codings_to_check,
     terminology,
     text,
@@ -28,14 +29,11 @@ def lookup(repo: Repository, call: OperationCall) -> OperationResult:
         raise bad_request("$lookup takes code (with system) or coding, not codeableConcept")
     with terminology(repo) as (service, stored):
         coding = codings_to_check(call)[0]
-        if call.id is not None:
-            found = stored.read("CodeSystem", call.id)
-            if found is None:
-                raise not_found(f"CodeSystem/{call.id} is not known")
-            url = found.resource.get("url")
-            if coding.system is not None and coding.system != url:
-                raise bad_request(f"CodeSystem/{call.id} is {url}, not {coding.system}")
-            coding = replace(coding, system=url, version=found.resource.get("version"))
+        found = code_system_instance(call, stored, coding.system)
+        if found is not None:
+            coding = replace(
+                coding, system=found.resource.get("url"), version=found.resource.get("version")
+            )
         if coding.system is None:
             raise bad_request("$lookup needs the code's system")
         answer = service.lookup(

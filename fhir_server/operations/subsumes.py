@@ -11,23 +11,23 @@ unknown code a 400; an unknown code system a 404.
 
 from __future__ import annotations
 
-from fhir_server.errors import bad_request, not_found
+from fhir_server.errors import bad_request
 from fhir_server.operations import Operation, OperationCall, OperationResult
-from fhir_server.operations.terminology_parameters import coding, terminology, text
+from fhir_server.operations.terminology_parameters import (
+    code_system_instance,
+    coding,
+    terminology,
+    text,
+)
 from fhir_server.storage.repository import Repository
 
 
 def subsumes(repo: Repository, call: OperationCall) -> OperationResult:
     with terminology(repo) as (service, stored):
         system, version = text(call, "system"), text(call, "version")
-        if call.id is not None:
-            found = stored.read("CodeSystem", call.id)
-            if found is None:
-                raise not_found(f"CodeSystem/{call.id} is not known")
-            url = found.resource.get("url")
-            if system is not None and system != url:
-                raise bad_request(f"CodeSystem/{call.id} is {url}, not {system}")
-            system, version = url, found.resource.get("version")
+        found = code_system_instance(call, stored, system)
+        if found is not None:
+            system, version = found.resource.get("url"), found.resource.get("version")
         codes: list[str] = []
         for side in ("A", "B"):
             plain, given = text(call, f"code{side}"), coding(call, f"coding{side}")

@@ -235,3 +235,33 @@ def acted_on(
         return service.find(rtype, url, version)
     except TerminologyError as exc:
         raise failure(exc) from exc
+
+
+def value_set_acted_on(
+    call: OperationCall, service: TerminologyService, stored: StoredSource, operation: str
+) -> Found:
+    """The ValueSet of $expand or $validate-code: the instance, ``url`` (+
+    ``valueSetVersion``) or ``valueSet``, the names both operation definitions give them
+    (valueset-operation-expand, valueset-operation-validate-code); 400 when none."""
+    found = acted_on(
+        call, service, stored, "ValueSet", resource_name="valueSet", version_name="valueSetVersion"
+    )
+    if found is None:
+        raise bad_request(f"${operation} needs a ValueSet: the instance, url or valueSet")
+    return found
+
+
+def code_system_instance(
+    call: OperationCall, stored: StoredSource, system: str | None
+) -> Found | None:
+    """The stored CodeSystem of ``CodeSystem/[id]/$lookup`` or ``$subsumes`` (404 when
+    unknown; 400 when the request also names another ``system``); None at type level."""
+    if call.id is None:
+        return None
+    found = stored.read("CodeSystem", call.id)
+    if found is None:
+        raise not_found(f"CodeSystem/{call.id} is not known")
+    url = found.resource.get("url")
+    if system is not None and system != url:
+        raise bad_request(f"CodeSystem/{call.id} is {url}, not {system}")
+    return found

@@ -21,6 +21,7 @@ from fhir_server.operations.terminology_parameters import (
     failure,
     terminology,
     text,
+    value_set_acted_on,
 )
 from fhir_server.storage.repository import Repository
 from terminology import TerminologyError
@@ -34,16 +35,7 @@ def validate_code(repo: Repository, call: OperationCall) -> OperationResult:
 
 def _in_value_set(repo: Repository, call: OperationCall) -> OperationResult:
     with terminology(repo) as (service, stored):
-        found = acted_on(
-            call,
-            service,
-            stored,
-            "ValueSet",
-            resource_name="valueSet",
-            version_name="valueSetVersion",
-        )
-        if found is None:
-            raise bad_request("$validate-code needs a ValueSet: the instance, url or valueSet")
+        found = value_set_acted_on(call, service, stored, "validate-code")
         codings = codings_to_check(call, version_name="systemVersion")
         try:
             answer = service.validate_in_value_set(

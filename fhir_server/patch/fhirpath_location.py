@@ -23,9 +23,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from fhir_server.errors import bad_request
+from fhir_server.formats.fhir_json import exact_number
 from fhir_server.validation import ElementInfo, Model, element_table, find_model_class
 
 __all__ = ["Location", "evaluate_locations", "element_info"]
@@ -207,6 +209,8 @@ def _comparison(path: list[tuple[str, Any]], literal: Any, negate: bool) -> Call
 def _same(value: Any, literal: Any) -> bool:
     if isinstance(literal, bool) or isinstance(value, bool):
         return isinstance(value, bool) and value is literal
+    if isinstance(value, int | float | Decimal) and isinstance(literal, int | float | Decimal):
+        return exact_number(value) == exact_number(literal)  # Decimal("0.1") != float 0.1
     return value == literal
 
 

@@ -12,9 +12,11 @@ are copied in, so the result shares no objects with either argument.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from fhir_server.errors import bad_request, unprocessable
+from fhir_server.formats.fhir_json import exact_number
 
 __all__ = ["apply_json_patch", "json_copy"]
 
@@ -45,8 +47,10 @@ def _json_equal(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
+    if isinstance(a, int | float | Decimal) and isinstance(b, int | float | Decimal):
+        # A stored decimal may be a Decimal (its precision kept) and the patch's a float:
+        # compare the decimal values written, since Decimal("0.1") != 0.1 as a binary float.
+        return exact_number(a) == exact_number(b)
     return type(a) is type(b) and a == b
 
 

@@ -21,14 +21,23 @@ Where each input comes from (docs/PLAN_ENGINE.md, "In the server"):
 - earlier plans: the engine's CarePlans based on the programme CarePlan and their Goals;
 - overrides: a clinician's step Goal and ``doNotPerform`` exercise activities on the
   programme CarePlan; consent: the newest treatment / research Consent;
-- safety reviews: ``mitigation`` entries clinicians add to the engine's DetectedIssues.
+- safety reviews: ``mitigation`` entries clinicians add to the engine's DetectedIssues;
+- findings an earlier plan raised: the engine's DetectedIssues identified on that plan's
+  first day, with their evidence (a finding is raised once per source item).
+
+Only the window of history the engine plans from goes into the snapshot
+(:func:`plan_engine.bounded_snapshot`, ``history`` in the engine's rules): the newest weekly
+reports per answer, the plans of the last weeks, one education record per item, the newest
+review. The references of left-out reports leave ``inputs`` with them, so the plan's
+``supportingInfo`` names what it was made from (docs/SIMULATION.md, engine finding 6).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from fhir_server.planning import conventions as fc
@@ -42,9 +51,11 @@ from plan_engine import (
     PatientSnapshot,
     PlannedExercise,
     PreviousPlan,
+    RaisedFinding,
     RedFlagAnswers,
     StepDay,
     WeeklyReport,
+    bounded_snapshot,
     codes,
     load_catalogue,
 )
@@ -129,9 +140,11 @@ def _first(values: dict[str, list[Any]], link_id: str) -> Any:
 
 
 def _int_or_none(value: Any) -> int | None:
+    # Numbers may arrive as Decimal (decimals keep their precision, formats/fhir_json.py);
+    # each use below is int() or a comparison with an int, both exact for Decimal.
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return int(round(value))
     return None
 
@@ -276,6 +289,7 @@ def _baseline(scored: list[_Scored]) -> tuple[BaselineScores, set[str]]:
         episode_duration=_EPISODES.get(str(_first(values, "episode-duration"))),  # type: ignore[arg-type]
         start_back_risk=_RISK.get(str(risk)),  # type: ignore[arg-type]
         comorbidities=comorbidities,
+        source=_ref(first.response),
     )
     return baseline, used
 
@@ -355,7 +369,7 @@ def _step_days(record: PatientRecord, as_of: date) -> tuple[list[StepDay], list[
             (observation.get("effectivePeriod") or {}).get("start")
         )
         value = (observation.get("valueQuantity") or {}).get("value")
-        if day is None or not isinstance(value, int | float) or value < 0:
+        if day is None or not isinstance(value, int | float | Decimal) or value < 0:
             continue
         if not as_of - STEP_WINDOW <= day < as_of:
             continue
@@ -403,9 +417,41 @@ def plan_weeks(record: PatientRecord) -> dict[date, dict[str, Any]]:
     return weeks
 
 
+_WITHDRAWN_ISSUE = ("cancelled", "entered-in-error")
+
+
+def _raised_findings(record: PatientRecord) -> dict[date, list[RaisedFinding]]:
+    """The engine's findings by the plan week they were raised in: its DetectedIssues carry
+    the finding id under ``plan-rule``, ``identifiedDateTime`` = the plan's first day and the
+    source responses as evidence. Every decision stored for that week counts (a superseded
+    plan's Flag and Communication were sent too); a withdrawn issue does not."""
+    raised: dict[date, list[RaisedFinding]] = {}
+    for issue in record.detected_issues:
+        day = day_of(issue.get("identifiedDateTime"))
+        finding = next(
+            (
+                str(c.get("code"))
+                for c in (issue.get("code") or {}).get("coding") or []
+                if c.get("system") == codes.PLAN_RULE and c.get("code")
+            ),
+            None,
+        )
+        if day is None or finding is None or issue.get("status") in _WITHDRAWN_ISSUE:
+            continue
+        evidence = tuple(
+            str(d["reference"])
+            for e in issue.get("evidence") or []
+            for d in e.get("detail") or []
+            if isinstance(d, dict) and isinstance(d.get("reference"), str)
+        )
+        raised.setdefault(day, []).append(RaisedFinding(finding, evidence))
+    return raised
+
+
 def _previous_plans(record: PatientRecord, as_of: date) -> list[PreviousPlan]:
     exercises, education = _catalogue_ids()
     goals = {g["id"]: g for g in record.goals}
+    raised = _raised_findings(record)
     plans = []
     for start, plan in sorted(plan_weeks(record).items()):
         if start >= as_of:
@@ -415,7 +461,7 @@ def _previous_plans(record: PatientRecord, as_of: date) -> list[PreviousPlan]:
         value = None
         if goal is not None:
             value = ((goal.get("target") or [{}])[0].get("detailQuantity") or {}).get("value")
-        if not isinstance(value, int | float):
+        if not isinstance(value, int | float | Decimal):
             raise PlanningInputError(
                 f"CarePlan/{plan['id']} (week of {start}) has no step Goal with a value"
             )
@@ -445,6 +491,7 @@ def _previous_plans(record: PatientRecord, as_of: date) -> list[PreviousPlan]:
                 mode=mode if mode in ("standard", "pain-relief", "safety-hold") else "standard",  # type: ignore[arg-type]
                 exercises=tuple(planned),
                 education=tuple(items),
+                findings=tuple(raised.get(start, ())),
             )
         )
     return plans
@@ -490,7 +537,7 @@ def _overrides(record: PatientRecord) -> tuple[ClinicianOverrides, list[str]]:
             if not _has_code(target, "measure", codes.LOINC, fc.LOINC_STEPS):
                 continue
             value = (target.get("detailQuantity") or {}).get("value")
-            if isinstance(value, int | float) and value > 0:
+            if isinstance(value, int | float | Decimal) and value > 0:
                 note = next((n.get("text") for n in goal.get("note") or []), None)
                 candidate = (str(goal.get("startDate") or ""), goal["id"], int(value), note)
                 if fixed is None or candidate[:2] > fixed[:2]:
@@ -613,7 +660,7 @@ def build_snapshot(record: PatientRecord, as_of: date) -> PatientSnapshot:
     overrides, override_refs = _overrides(record)
     minutes_ext = _extension(plan, fc.EXT_EXERCISE_MINUTES)
     minutes = (minutes_ext or {}).get("valueInteger") or settings.default_exercise_minutes
-    return PatientSnapshot(
+    snapshot = PatientSnapshot(
         patient_id=record.patient["id"],
         programme_start=start,
         programme_plan_id=plan["id"],
@@ -634,6 +681,12 @@ def build_snapshot(record: PatientRecord, as_of: date) -> PatientSnapshot:
         inputs=tuple(inputs + step_refs + override_refs + list(record.extra_inputs)),
         safety_reviews=tuple(_safety_reviews(record, as_of)),
     )
+    bounded = bounded_snapshot(snapshot, as_of)
+    still_used = {r.source for r in bounded.weekly_reports} | {r.source for r in flags}
+    left_out = {r.source for r in snapshot.weekly_reports} - still_used
+    if not left_out:
+        return bounded
+    return replace(bounded, inputs=tuple(i for i in bounded.inputs if i not in left_out))
 
 
 def _as_list(value: Any) -> Iterator[Any]:

@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from fhir_server.formats.fhir_json import parse_fhir_json
 from fhir_server.interactions.update import update
 from fhir_server.planning import conventions as fc
 from fhir_server.planning.snapshot import PatientRecord, plan_weeks
@@ -78,7 +77,7 @@ def _close(
     current = session.read("CarePlan", plan_id)
     if current is None or current.deleted:
         return
-    plan = orjson.loads(current.body)
+    plan = parse_fhir_json(current.body)  # written back: decimals as stored
     if plan.get("status") not in ("active", "on-hold"):
         return
     status = "revoked" if stopped or plan["status"] == "on-hold" else "completed"
@@ -98,7 +97,7 @@ def _close(
         stored_goal = session.read("Goal", goal_id) if goal_id else None
         if stored_goal is None or stored_goal.deleted:
             continue
-        goal = orjson.loads(stored_goal.body)
+        goal = parse_fhir_json(stored_goal.body)
         if goal.get("lifecycleStatus") in ("active", "on-hold"):
             goal.pop("meta", None)
             put({**goal, "lifecycleStatus": "completed" if status == "completed" else "cancelled"})

@@ -47,6 +47,10 @@ keyset paging on (keys, pk) with signed cursors (never OFFSET), ``_total``, and
 capped (fhir-server-anchors.md 6.4); ``_explain`` adds the SQL and the database's plan.
 The page and its resources' bodies are one statement; a search needing more statements
 (a total, includes) runs them in one snapshot (fhir_server.storage.database.snapshot).
+Every statement execute_search runs is built and compiled once per query shape and then
+only bound (fhir_server.storage.search_shapes): the builders below take each value
+through ``bound``/``derived``, so the same code builds a statement for a query's values
+(match_pks, _explain) or for its slots (the cache).
 
 Also here, because they are the SQL of the search room: ``live_registry(conn)`` (the
 registry with the database's custom SearchParameters), ``SearchRegistryCache`` (the same
@@ -86,12 +90,13 @@ from sqlalchemy import (
     true,
     union_all,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import String
+from sqlalchemy.types import Integer, String
 
 from fhir_server.errors import Issue, bad_request
 from fhir_server.paging import decode_cursor, encode_cursor
@@ -123,6 +128,17 @@ from fhir_server.search.registry import TABLE_OF_TYPE, Registry
 from fhir_server.search.text import normalise
 from fhir_server.storage.database import snapshot
 from fhir_server.storage.schema import INDEX_TABLES, resource, sp_reference, sp_token, sp_uri
+from fhir_server.storage.search_shapes import (
+    CompiledStatement,
+    Slot,
+    StatementCache,
+    bound,
+    compiled_for,
+    derived,
+    like_escaped,
+    node_shape,
+    page_shape,
+)
 
 Condition = ColumnElement[bool]
 
@@ -146,9 +162,9 @@ def successor(prefix: str) -> str:
 
 
 def _starts_with(column: Any, prefix: str) -> Condition:
-    if not prefix:
+    if not prefix:  # a Slot (search_shapes) is never empty: emptiness is shape
         return column.is_not(None)
-    return and_(column >= prefix, column < successor(prefix))
+    return and_(column >= bound(prefix), column < bound(derived(successor, prefix)))
 
 
 # --- table aliases --------------------------------------------------------------------
@@ -217,16 +233,16 @@ def _range_predicate(lo: Any, hi: Any, prefix: str, plo: Any, phi: Any) -> Condi
 
 
 def date_predicate(lo: Any, hi: Any, value: DateValue) -> Condition:
-    return _range_predicate(lo, hi, value.prefix, value.lo, value.hi)
+    return _range_predicate(lo, hi, value.prefix, bound(value.lo), bound(value.hi))
 
 
 def number_predicate(lo: Any, hi: Any, value: NumberValue) -> Condition:
     """Number semantics: eq within [plo, phi), others against the exact value."""
-    p, v = value.prefix, value.value
+    p, v, plo, phi = value.prefix, bound(value.value), bound(value.lo), bound(value.hi)
     if p == "eq":
-        return and_(lo >= value.lo, hi < value.hi)
+        return and_(lo >= plo, hi < phi)
     if p == "ne":
-        return or_(lo < value.lo, hi >= value.hi)
+        return or_(lo < plo, hi >= phi)
     if p == "gt":
         return hi > v
     if p == "lt":
@@ -240,44 +256,46 @@ def number_predicate(lo: Any, hi: Any, value: NumberValue) -> Condition:
     if p == "eb":
         return hi < v
     if p == "ap":
-        return and_(lo <= value.hi, hi >= value.lo)
+        return and_(lo <= phi, hi >= plo)
     raise bad_request(f"Unknown prefix {p!r}")  # pragma: no cover - parser checks
 
 
 def token_predicate(t: Any, value: TokenValue) -> Condition:
     if value.no_system:
-        return and_(t.c.system.is_(None), t.c.code == value.code)
+        return and_(t.c.system.is_(None), t.c.code == bound(value.code))
     if value.system is None:
-        return t.c.code == value.code
+        return t.c.code == bound(value.code)
     if value.code is None:
-        return t.c.system == value.system
-    return and_(t.c.system == value.system, t.c.code == value.code)
+        return t.c.system == bound(value.system)
+    return and_(t.c.system == bound(value.system), t.c.code == bound(value.code))
 
 
 def string_predicate(t: Any, value: TextValue, modifier: str | None) -> Condition:
+    needle = derived(normalise, value.text)
     if modifier == "exact":
-        return and_(t.c.value_norm == normalise(value.text), t.c.value_exact == value.text)
-    needle = normalise(value.text)
+        return and_(t.c.value_norm == bound(needle), t.c.value_exact == bound(value.text))
     if modifier == "contains":
-        return t.c.value_norm.contains(needle, autoescape=True)
+        # % and _ in the value match themselves (escaped, never interpolated)
+        return t.c.value_norm.contains(bound(derived(like_escaped, needle)), escape="/")
     return _starts_with(t.c.value_norm, needle)
 
 
 def quantity_predicate(t: Any, value: QuantityValue) -> Condition:
+    system, code = bound(value.system), bound(value.code)
     if value.system is not None and value.code is not None:
-        unit: Condition = and_(t.c.system == value.system, t.c.code == value.code)
+        unit: Condition = and_(t.c.system == system, t.c.code == code)
     elif value.code is not None:
         # search.html#quantity: with no system, the code matches code or unit.
-        unit = or_(t.c.code == value.code, t.c.unit == value.code)
+        unit = or_(t.c.code == code, t.c.unit == code)
     elif value.system is not None:
-        unit = t.c.system == value.system
+        unit = t.c.system == system
     else:
         unit = true()
     as_written = and_(unit, number_predicate(t.c.lo, t.c.hi, value.number))
     if value.canonical is None:
         return as_written
     in_canonical = and_(
-        t.c.canon_code == value.canonical_code,
+        t.c.canon_code == bound(value.canonical_code),
         number_predicate(t.c.canon_lo, t.c.canon_hi, value.canonical),
     )
     return or_(as_written, in_canonical)
@@ -285,13 +303,13 @@ def quantity_predicate(t: Any, value: QuantityValue) -> Condition:
 
 def reference_predicate(t: Any, value: ReferenceValue) -> Condition:
     if value.url is not None:
-        conditions: list[Condition] = [t.c.url == value.url]
+        conditions: list[Condition] = [t.c.url == bound(value.url)]
     else:
-        conditions = [t.c.url.is_(None), t.c.target_id == value.id]
+        conditions = [t.c.url.is_(None), t.c.target_id == bound(value.id)]
         if value.type is not None:
-            conditions.append(t.c.target_type == value.type)
+            conditions.append(t.c.target_type == bound(value.type))
     if value.version is not None:
-        conditions.append(t.c.target_version == value.version)
+        conditions.append(t.c.target_version == bound(value.version))
     return and_(*conditions)
 
 
@@ -300,8 +318,9 @@ def uri_predicate(t: Any, value: UriValue, modifier: str | None) -> Condition:
         return _starts_with(t.c.value, value.uri)
     if modifier == "above":
         # The stored URI is a prefix of the searched one (search.html#uri).
-        return func.substr(literal(value.uri), 1, func.length(t.c.value)) == t.c.value
-    return t.c.value == value.uri
+        uri = bound(value.uri, String()) if isinstance(value.uri, Slot) else literal(value.uri)
+        return func.substr(uri, 1, func.length(t.c.value)) == t.c.value
+    return t.c.value == bound(value.uri)
 
 
 def value_predicate(t: Any, ptype: str, modifier: str | None, value: Value) -> Condition:
@@ -313,11 +332,11 @@ def value_predicate(t: Any, ptype: str, modifier: str | None, value: Value) -> C
         # per system, not an OR per code (SQLite caps expression depth at 1000). ``code``
         # elements (Observation.status) are indexed without a system -- theirs is the
         # binding's -- so a row with no system matches on its code.
-        system = or_(t.c.system == value.system, t.c.system.is_(None))
-        return and_(t.c.code.in_(value.codes), system)
+        system = or_(t.c.system == bound(value.system), t.c.system.is_(None))
+        return and_(t.c.code.in_([bound(code) for code in value.codes]), system)
     if isinstance(value, TextValue):
         if ptype == "token":  # :text
-            return _starts_with(t.c.text_norm, normalise(value.text))
+            return _starts_with(t.c.text_norm, derived(normalise, value.text))
         return string_predicate(t, value, modifier)
     if isinstance(value, DateValue):
         return date_predicate(t.c.lo, t.c.hi, value)
@@ -431,7 +450,7 @@ def _criterion(node: Criterion, scope: Scope, res: Any, drive: bool) -> Conditio
     if code == "_id":
         if node.missing is not None:
             return false() if node.missing else true()
-        ids = [v.code for v in node.values if isinstance(v, TokenValue)]
+        ids = [bound(v.code) for v in node.values if isinstance(v, TokenValue)]
         matched = res.c.id.in_(ids)
         return not_(matched) if modifier == "not" else matched
     if code == "_lastUpdated":
@@ -669,13 +688,13 @@ def _in_compartment(node: InCompartment, res: Any, drive: bool) -> Condition:
     if by_params:
         sub = select(ref.c.res_pk).where(
             ref.c.target_type == node.compartment,
-            ref.c.target_id == node.id,
+            ref.c.target_id == bound(node.id),
             ref.c.url.is_(None),
             referring,
         )
         alternatives.append(_member(res, ref.c.res_pk, sub, drive))
     if any(itself for _, _, itself in node.members):
-        alternatives.append(and_(res.c.rtype == node.compartment, res.c.id == node.id))
+        alternatives.append(and_(res.c.rtype == node.compartment, res.c.id == bound(node.id)))
     return or_(*alternatives) if alternatives else false()
 
 
@@ -864,22 +883,25 @@ def _beyond(
             after: Condition = false() if nulls_last else column.is_not(None)
             same: Condition = column.is_(None)
         else:
-            after = column < value if desc else column > value
+            bound_value = bound(value)
+            after = column < bound_value if desc else column > bound_value
             if nulls_last and nullable:
                 after = or_(after, column.is_(None))
-            same = column == value
+            same = column == bound_value
         alternatives.append(and_(*equal_so_far, after))
         equal_so_far.append(same)
-    alternatives.append(and_(*equal_so_far, pk > pk_value if forward else pk < pk_value))
+    edge_pk = bound(pk_value)
+    alternatives.append(and_(*equal_so_far, pk > edge_pk if forward else pk < edge_pk))
     beyond = or_(*alternatives)
     if keys and values[0] is not None and not keys[0][2]:
         # A redundant bound on the leading key, so the database can seek an index on it
         # instead of testing the OR above on every row.
         column, descending, _ = keys[0]
         desc = descending if forward else not descending
-        beyond = and_(column <= values[0] if desc else column >= values[0], beyond)
+        first = bound(values[0])
+        beyond = and_(column <= first if desc else column >= first, beyond)
     elif not keys:
-        beyond = pk > pk_value if forward else pk < pk_value
+        beyond = pk > edge_pk if forward else pk < edge_pk
     return beyond
 
 
@@ -943,20 +965,26 @@ def _decode_position(token: str, fingerprint: str, secret: bytes) -> PagePositio
     return PagePosition(tuple(data["k"]), int(data["p"]), bool(data["f"]))
 
 
-def _fetch(conn: Connection, pks: Sequence[int]) -> dict[int, FoundResource]:
+def _fetch(
+    conn: Connection, pks: Sequence[int], statements: StatementCache
+) -> dict[int, FoundResource]:
     if not pks:
         return {}
-    stmt = select(
-        resource.c.pk,
-        resource.c.rtype,
-        resource.c.id,
-        resource.c.version,
-        resource.c.last_updated,
-        resource.c.body,
-    ).where(resource.c.pk.in_(list(pks)))
+
+    def build(values: Sequence[Any]) -> Select[Any]:
+        return select(
+            resource.c.pk,
+            resource.c.rtype,
+            resource.c.id,
+            resource.c.version,
+            resource.c.last_updated,
+            resource.c.body,
+        ).where(resource.c.pk.in_([bound(pk) for pk in values]))
+
+    rows = _execute(conn, statements, ("fetch", len(pks)), (), pks, build)
     return {
         row.pk: FoundResource(row.rtype, row.id, row.version, row.last_updated, bytes(row.body))
-        for row in conn.execute(stmt)
+        for row in rows
     }
 
 
@@ -1025,12 +1053,14 @@ def _index_only(node: Node) -> bool:
 
 
 def page_statement(
-    query: SearchQuery, position: PagePosition | None, count: int
+    query: SearchQuery, position: PagePosition | None, count: int, limit: Any = None
 ) -> tuple[Select[Any], int]:
     """The statement for one page -- ``count + 1`` rows after (or before) ``position`` in
     sort order, each with its pk, sort-key values ``k0``... and the resource's own columns
-    (see _with_bodies) -- and the number of keys."""
+    (see _with_bodies) -- and the number of keys. ``limit``: the LIMIT (``count + 1``) as
+    a slot, when building from a slotted query (search_shapes)."""
     forward = position is None or position.forward
+    rows_limit = bound(limit, Integer()) if limit is not None else count + 1
     with _statement():
         source, keys = sort_keys(query)
         if position is not None and len(position.keys) != len(keys):
@@ -1042,9 +1072,10 @@ def page_statement(
             pk_column, found_rows = driven
             stmt = found_rows.with_only_columns(pk_column.label("pk")).distinct()
             if position is not None:
-                stmt = stmt.where(pk_column > position.pk if forward else pk_column < position.pk)
+                edge = bound(position.pk)
+                stmt = stmt.where(pk_column > edge if forward else pk_column < edge)
             order: list[Any] = [pk_column.asc() if forward else pk_column.desc()]
-            return _with_bodies(stmt.order_by(*order).limit(count + 1), [], forward), 0
+            return _with_bodies(stmt.order_by(*order).limit(rows_limit), [], forward), 0
         labelled = [expr.label(f"k{i}") for i, (expr, _, _) in enumerate(keys)]
         inner = (
             select(resource.c.pk, *labelled)
@@ -1056,7 +1087,7 @@ def page_statement(
     stmt = select(inner)
     if position is not None:
         stmt = stmt.where(_beyond(inner_keys, position.keys, inner.c.pk, position.pk, forward))
-    page = stmt.order_by(*_page_order(inner_keys, inner.c.pk, forward)).limit(count + 1)
+    page = stmt.order_by(*_page_order(inner_keys, inner.c.pk, forward)).limit(rows_limit)
     key_specs = [(desc, nullable) for _, desc, nullable in keys]
     return _with_bodies(page, key_specs, forward), len(keys)
 
@@ -1100,9 +1131,65 @@ def _with_bodies(page: Select[Any], keys: list[tuple[bool, bool]], forward: bool
     )
 
 
-def count_matches(conn: Connection, query: SearchQuery) -> int:
+# The search statements of this process, compiled once per query shape (search_shapes).
+STATEMENTS = StatementCache()
+
+
+def prepared_page(
+    dialect: Dialect,
+    query: SearchQuery,
+    position: PagePosition | None,
+    count: int,
+    statements: StatementCache,
+) -> tuple[CompiledStatement, list[Any]]:
+    """The compiled page statement of ``query``'s shape, from ``statements`` or built
+    and compiled now from the slotted query, and this query's values for it."""
+    shape = page_shape(query, position, count)
+
+    def build() -> tuple[Select[Any], int]:
+        slotted = page_shape(query, position, count, slotted=True)
+        assert slotted.query is not None
+        return page_statement(slotted.query, slotted.position, count, limit=slotted.limit)
+
+    return compiled_for(statements, dialect, ("page", shape.key), shape.held, build), shape.values
+
+
+def count_matches(
+    conn: Connection, query: SearchQuery, statements: StatementCache | None = None
+) -> int:
     """The number of matches (``_total=accurate``, ``_summary=count``)."""
-    return int(conn.execute(count_statement(query)).scalar_one())
+    statements = STATEMENTS if statements is None else statements
+    if statements.size == 0:
+        return int(conn.execute(count_statement(query)).scalar_one())
+    shape = page_shape(query, None, 0)
+
+    def build() -> tuple[Select[Any], int]:
+        slotted = page_shape(query, None, 0, slotted=True)
+        assert slotted.query is not None
+        return count_statement(slotted.query), 0
+
+    found = compiled_for(statements, conn.dialect, ("count", shape.key), shape.held, build)
+    return int(conn.exec_driver_sql(found.sql, found.parameters(shape.values)).scalar_one())
+
+
+def _execute(
+    conn: Connection,
+    statements: StatementCache,
+    key: Any,
+    held: tuple[Any, ...],
+    values: Sequence[Any],
+    build: Callable[[Sequence[Any]], Select[Any]],
+) -> Any:
+    """Run the statement ``build(values)`` makes: built for these values when the cache is
+    off, else compiled once per ``key`` from ``build`` applied to slots (search_shapes)."""
+    if statements.size == 0:
+        return conn.execute(build(values))
+
+    def slotted() -> tuple[Select[Any], int]:
+        return build([Slot(n) for n in range(len(values))]), 0
+
+    found = compiled_for(statements, conn.dialect, key, held, slotted)
+    return conn.exec_driver_sql(found.sql, found.parameters(values))
 
 
 def execute_search(
@@ -1112,11 +1199,13 @@ def execute_search(
     base_url: str,
     page_cursor: str | None,
     secret: bytes,
+    statements: StatementCache | None = None,
 ) -> SearchResult:
     """One page of a search: matches in sort order, their includes, cursors and total.
 
     ``base_url`` is accepted for symmetry with the Bundle builder (links are built there);
-    ``secret`` signs and checks the paging cursors.
+    ``secret`` signs and checks the paging cursors. ``statements``: the compiled page
+    statements by shape (default: this process's STATEMENTS; size 0 builds every page).
     """
     del base_url  # links are the Bundle's business; kept in the signature for callers
     count = DEFAULT_COUNT if query.count is None else query.count
@@ -1134,7 +1223,13 @@ def execute_search(
     position = _decode_position(page_cursor, fingerprint, secret) if page_cursor else None
 
     forward = position is None or position.forward
-    page, key_count = page_statement(query, position, count)
+    statements = STATEMENTS if statements is None else statements
+    compiled: CompiledStatement | None = None
+    if statements.size > 0 and not query.explain:
+        compiled, values = prepared_page(conn.dialect, query, position, count, statements)
+        key_count = compiled.key_count
+    else:
+        page, key_count = page_statement(query, position, count)
     reads_page = count > 0 and query.summary != "count"
     counts = query.total in ("accurate", "estimate") or query.summary == "count"
     includes = bool(query.include or query.revinclude)
@@ -1151,7 +1246,12 @@ def execute_search(
             explained.append(("page", *explain(conn, page, analyze=analyze)))
             if counts:
                 explained.append(("total", *explain(conn, count_statement(query), analyze=analyze)))
-        rows = list(conn.execute(page)) if reads_page else []
+        if not reads_page:
+            rows = []
+        elif compiled is not None:
+            rows = list(conn.exec_driver_sql(compiled.sql, compiled.parameters(values)))
+        else:
+            rows = list(conn.execute(page))
         more = len(rows) > count
         rows = rows[:count]
         if not forward:
@@ -1162,12 +1262,12 @@ def execute_search(
         }
         result.matches = list(found.values())
         if counts:
-            result.total = count_matches(conn, query)
+            result.total = count_matches(conn, query, statements)
         elif position is None and not more and count > 0:
             # The whole result is on this one page: the total costs nothing.
             result.total = len(result.matches)
         if includes:
-            result.includes = _includes(conn, query, found, result.warnings)
+            result.includes = _includes(conn, query, found, result.warnings, statements)
 
     def edge(row: Any, ahead: bool) -> str:
         values = tuple(row._mapping[f"k{i}"] for i in range(key_count))
@@ -1184,80 +1284,111 @@ def execute_search(
 # --- _include and _revinclude (search.html#include) ----------------------------------
 
 
-def _forward_targets(conn: Connection, source_pks: Sequence[int], inc: Include) -> set[int]:
-    """pks of the current resources the sources refer to through ``inc``."""
-    ref = _alias(sp_reference)
-    target = _alias(resource)
-    conditions: list[Condition] = [
-        ref.c.res_pk.in_(list(source_pks)),
-        target.c.deleted == false(),
-    ]
-    # the page's own rows by res_pk: no (rtype, param) prefix (see _index_rows)
-    if inc.source != "*":
-        conditions.append(unindexed(ref.c.rtype) == inc.source)
-    if inc.param is not None:
-        conditions.append(unindexed(ref.c.param) == inc.param.code)
-    if inc.target is not None:
-        conditions.append(target.c.rtype == inc.target)
-    literal_refs = (
-        select(target.c.pk)
-        .select_from(ref)
-        .join(
-            target,
-            and_(
-                ref.c.url.is_(None),
-                target.c.rtype == ref.c.target_type,
-                target.c.id == ref.c.target_id,
-            ),
+def _forward_targets(
+    conn: Connection, source_pks: Sequence[int], inc: Include, statements: StatementCache
+) -> set[int]:
+    """pks of the current resources the sources refer to through ``inc``: literal
+    references and canonical ones, one statement."""
+
+    def build(pks: Sequence[Any]) -> Select[Any]:
+        ref = _alias(sp_reference)
+        target = _alias(resource)
+        conditions: list[Condition] = [
+            ref.c.res_pk.in_([bound(pk) for pk in pks]),
+            target.c.deleted == false(),
+        ]
+        # the page's own rows by res_pk: no (rtype, param) prefix (see _index_rows)
+        if inc.source != "*":
+            conditions.append(unindexed(ref.c.rtype) == inc.source)
+        if inc.param is not None:
+            conditions.append(unindexed(ref.c.param) == inc.param.code)
+        if inc.target is not None:
+            conditions.append(target.c.rtype == inc.target)
+        literal_refs = (
+            select(target.c.pk)
+            .select_from(ref)
+            .join(
+                target,
+                and_(
+                    ref.c.url.is_(None),
+                    target.c.rtype == ref.c.target_type,
+                    target.c.id == ref.c.target_id,
+                ),
+            )
+            .where(*conditions)
         )
-        .where(*conditions)
-    )
-    # Canonical references resolve through the target's `url` (references.html#canonical).
-    uri = _alias(sp_uri)
-    canonical_refs = (
-        select(target.c.pk)
-        .select_from(ref)
-        .join(uri, and_(uri.c.param == "url", uri.c.value == ref.c.url))
-        .join(target, target.c.pk == uri.c.res_pk)
-        .where(*conditions, ref.c.url.is_not(None))
-    )
-    found = {pk for (pk,) in conn.execute(literal_refs)}
-    found |= {pk for (pk,) in conn.execute(canonical_refs)}
-    return found
+        # Canonical references resolve through the target's `url` (references.html#canonical).
+        uri = _alias(sp_uri)
+        canonical_refs = (
+            select(target.c.pk)
+            .select_from(ref)
+            .join(uri, and_(uri.c.param == "url", uri.c.value == ref.c.url))
+            .join(target, target.c.pk == uri.c.res_pk)
+            .where(*conditions, ref.c.url.is_not(None))
+        )
+        return select(union_all(literal_refs, canonical_refs).subquery())
+
+    key = ("include", inc.source, _identity(inc.param), inc.target, len(source_pks))
+    with _statement():
+        rows = _execute(conn, statements, key, (inc.param,), source_pks, build)
+    return {pk for (pk,) in rows}
 
 
-def _reverse_sources(conn: Connection, targets: Sequence[FoundResource], inc: Include) -> set[int]:
+def _identity(param: Any) -> int | None:
+    """A search parameter definition in a statement key (see search_shapes._Walk.param)."""
+    return None if param is None else id(param)
+
+
+def _reverse_sources(
+    conn: Connection, targets: Sequence[FoundResource], inc: Include, statements: StatementCache
+) -> set[int]:
     """pks of the current resources that refer to the targets through ``inc``."""
-    ref = _alias(sp_reference)
-    source = _alias(resource)
     by_type: dict[str, list[str]] = {}
     for t in targets:
         if inc.target is None or inc.target == t.rtype:
             by_type.setdefault(t.rtype, []).append(t.id)
     if not by_type:
         return set()
-    which = or_(
-        *(
-            and_(ref.c.target_type == rtype, ref.c.target_id.in_(ids))
-            for rtype, ids in by_type.items()
+    values = [target_id for ids in by_type.values() for target_id in ids]
+    sizes = tuple((rtype, len(ids)) for rtype, ids in by_type.items())
+
+    def build(ids: Sequence[Any]) -> Select[Any]:
+        ref = _alias(sp_reference)
+        source = _alias(resource)
+        which: list[Condition] = []
+        start = 0
+        for rtype, size in sizes:
+            these = [bound(target_id) for target_id in ids[start : start + size]]
+            which.append(and_(ref.c.target_type == rtype, ref.c.target_id.in_(these)))
+            start += size
+        conditions: list[Condition] = [
+            ref.c.url.is_(None),
+            or_(*which),
+            source.c.deleted == false(),
+        ]
+        if inc.source != "*":
+            conditions.append(ref.c.rtype == inc.source)
+        if inc.param is not None:
+            conditions.append(ref.c.param == inc.param.code)
+        return (
+            select(source.c.pk)
+            .select_from(ref)
+            .join(source, source.c.pk == ref.c.res_pk)
+            .where(*conditions)
         )
-    )
-    conditions: list[Condition] = [ref.c.url.is_(None), which, source.c.deleted == false()]
-    if inc.source != "*":
-        conditions.append(ref.c.rtype == inc.source)
-    if inc.param is not None:
-        conditions.append(ref.c.param == inc.param.code)
-    stmt = (
-        select(source.c.pk)
-        .select_from(ref)
-        .join(source, source.c.pk == ref.c.res_pk)
-        .where(*conditions)
-    )
-    return {pk for (pk,) in conn.execute(stmt)}
+
+    key = ("revinclude", inc.source, _identity(inc.param), inc.target, sizes)
+    with _statement():
+        rows = _execute(conn, statements, key, (inc.param,), values, build)
+    return {pk for (pk,) in rows}
 
 
 def _includes(
-    conn: Connection, query: SearchQuery, matches: dict[int, FoundResource], warnings: list[Issue]
+    conn: Connection,
+    query: SearchQuery,
+    matches: dict[int, FoundResource],
+    warnings: list[Issue],
+    statements: StatementCache,
 ) -> list[FoundResource]:
     """One IN query per include per round; :iterate repeats on what was just added,
     at most MAX_ITERATE_DEPTH more rounds and MAX_INCLUDES resources in all."""
@@ -1271,15 +1402,15 @@ def _includes(
             break
         new: set[int] = set()
         for inc in includes:
-            new |= _forward_targets(conn, sorted(frontier), inc)
+            new |= _forward_targets(conn, sorted(frontier), inc, statements)
         for inc in revincludes:
-            new |= _reverse_sources(conn, list(frontier.values()), inc)
+            new |= _reverse_sources(conn, list(frontier.values()), inc, statements)
         new -= seen
         if query.readable is not None and new:
             # An included resource the token could not read is left out, and :iterate
             # never walks on through it (access control, search.html#include).
             seen |= new
-            new = _readable(conn, new, query.readable)
+            new = _readable(conn, new, query.readable, statements)
         room = MAX_INCLUDES - len(included)
         if len(new) > room:
             warnings.append(
@@ -1290,19 +1421,39 @@ def _includes(
                 )
             )
             new = set(sorted(new)[:room])
-        frontier = _fetch(conn, sorted(new))
+        frontier = _fetch(conn, sorted(new), statements)
         included.update(frontier)
         seen |= new
     return [included[pk] for pk in sorted(included)]
 
 
-def _readable(conn: Connection, pks: set[int], readable: Permitted) -> set[int]:
+def _readable(
+    conn: Connection, pks: set[int], readable: Permitted, statements: StatementCache
+) -> set[int]:
     """The pks among ``pks`` the access restriction ``readable`` lets through."""
-    with _statement():
-        stmt = select(resource.c.pk).where(
-            resource.c.pk.in_(sorted(pks)), _permitted(readable, None, resource, False)
-        )
-    return {pk for (pk,) in conn.execute(stmt)}
+    ordered = sorted(pks)
+    if statements.size == 0:
+        with _statement():
+            stmt = select(resource.c.pk).where(
+                resource.c.pk.in_(ordered), _permitted(readable, None, resource, False)
+            )
+        return {pk for (pk,) in conn.execute(stmt)}
+    node_key, values, held, _ = node_shape(readable)
+    first_pk = len(values)
+
+    def build() -> tuple[Select[Any], int]:
+        _, _, _, slotted = node_shape(readable, slotted=True)
+        slots = [bound(Slot(first_pk + n)) for n in range(len(ordered))]
+        with _statement():
+            stmt = select(resource.c.pk).where(
+                resource.c.pk.in_(slots), _permitted(slotted, None, resource, False)
+            )
+        return stmt, 0
+
+    key = ("readable", node_key, len(ordered))
+    found = compiled_for(statements, conn.dialect, key, held, build)
+    rows = conn.exec_driver_sql(found.sql, found.parameters([*values, *ordered]))
+    return {pk for (pk,) in rows}
 
 
 # --- _explain (a debug parameter; the server decides who may use it) ------------------

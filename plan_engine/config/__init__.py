@@ -112,6 +112,14 @@ class SafetyRules:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryRules:
+    """How much history the engine plans from (plan_engine.history; engine finding 6)."""
+
+    plan_weeks: int
+    weekly_values_kept: int
+
+
+@dataclass(frozen=True, slots=True)
 class PatientMessages:
     urgent: tuple[tuple[str, str], ...]
     review: tuple[tuple[str, str], ...]
@@ -140,6 +148,7 @@ class Rules:
     safety: SafetyRules
     patient_messages: PatientMessages
     case_outcome: CaseOutcomeRules
+    history: HistoryRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +278,7 @@ def load_rules() -> Rules:
             nudge=_pairs(messages["nudge"]),
         ),
         case_outcome=CaseOutcomeRules(**outcome),
+        history=HistoryRules(**_values(raw["history"])),
     )
 
 

@@ -1,9 +1,11 @@
 """The app's side of the weekly loop: what it has stored about a patient, and the snapshot it
 hands the engine on the first day of each plan week.
 
-Windows (what a server would load): every weekly report, every earlier plan and every
-education record; steps, exercise logs and red-flag screens of the last 28 days. The newest
-plan a decision made is fed back as a :class:`PreviousPlan`, exactly like the real loop.
+Windows (what a server would load): steps, exercise logs and red-flag screens of the last 28
+days; of the weekly reports, earlier plans and education records only the window the engine
+plans from (:func:`plan_engine.history.bounded_snapshot`, as the server's snapshot builder
+does). The newest plan a decision made is fed back as a :class:`PreviousPlan` with the
+findings it raised, exactly like the real loop.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import date, timedelta
 
 from plan_engine import codes
 from plan_engine.decision import PlanDecision
+from plan_engine.history import bounded_snapshot
 from plan_engine.simulation.population import SyntheticPatient
 from plan_engine.snapshot import (
     EducationRecord,
@@ -20,6 +23,7 @@ from plan_engine.snapshot import (
     PatientSnapshot,
     PlannedExercise,
     PreviousPlan,
+    RaisedFinding,
     RedFlagAnswers,
     StepDay,
     WeeklyReport,
@@ -60,12 +64,21 @@ def previous_plan_of(decision: PlanDecision) -> PreviousPlan:
         mode=decision.mode,  # type: ignore[arg-type]
         exercises=tuple(PlannedExercise(e.exercise_id, e.level) for e in decision.exercises),
         education=tuple(e.item_id for e in decision.education),
+        findings=tuple(RaisedFinding(f.id, f.evidence) for f in decision.findings),
     )
 
 
 def assemble_snapshot(
     patient: SyntheticPatient, record: PatientRecord, programme_start: date, as_of: date
 ) -> PatientSnapshot:
+    """The snapshot the app hands the engine: only the window of history it plans from."""
+    return bounded_snapshot(full_snapshot(patient, record, programme_start, as_of), as_of)
+
+
+def full_snapshot(
+    patient: SyntheticPatient, record: PatientRecord, programme_start: date, as_of: date
+) -> PatientSnapshot:
+    """Everything stored (steps, logs and screens of 28 days): the unbounded snapshot."""
     since = as_of - timedelta(days=WINDOW_DAYS)
     reports = tuple(record.weekly_reports)
     return PatientSnapshot(

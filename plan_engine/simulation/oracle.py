@@ -26,18 +26,35 @@ def _answered(answers: object, name: str, cancer: bool) -> bool:
     return (name == "cancer_history" and cancer) or getattr(answers, name) is True
 
 
+def _raised_last_week(snapshot: PatientSnapshot, as_of: date) -> dict[str, set[str]]:
+    """Finding id -> the sources the newest earlier plan raised it from."""
+    earlier = [p for p in snapshot.previous_plans if p.week_start < as_of]
+    raised: dict[str, set[str]] = {}
+    for finding in earlier[-1].findings if earlier else ():
+        raised.setdefault(finding.finding_id, set()).update(finding.evidence)
+    return raised
+
+
 def expected_findings(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> dict[str, str]:
-    """Finding id -> severity class (urgent, review, info) the documented rules call for."""
+    """Finding id -> severity class (urgent, review, info) the documented rules call for.
+    One finding per source item: what last week's plan raised from the same response is not
+    expected again (docs/PLAN_ENGINE.md, "Safety layer"; engine finding 4)."""
     safety = rules.safety
     window = timedelta(days=safety.new_data_window_days)
     found: dict[str, str] = {}
     cancer = "cancer" in snapshot.baseline.comorbidities
+    raised = _raised_last_week(snapshot, as_of)
+
+    def seen(finding_id: str, source: str | None) -> bool:
+        return source is not None and source in raised.get(finding_id, set())
 
     # Urgent: a red-flag answer set dated within the window, with every sign of a rule.
     for answers in snapshot.red_flags:
         if not as_of - window <= answers.answered_on <= as_of:
             continue
         for rule in safety.urgent_findings:
+            if seen(rule.id, answers.source):
+                continue
             if all(_answered(answers, name, cancer) for name in rule.all_of):
                 found[rule.id] = URGENT
 
@@ -76,16 +93,18 @@ def expected_findings(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> d
     if (
         baseline.start_back_risk == safety.review_start_back_risk
         and as_of - window <= assessed <= as_of
+        and not seen("REV-STARTBACK-HIGH", baseline.source)
     ):
         found["REV-STARTBACK-HIGH"] = REVIEW
 
     phq8 = newest.phq8 if newest is not None else None
+    phq8_source = newest.source if newest is not None else None
     baseline_is_new = as_of - window <= baseline.completed_on <= as_of
     if phq8 is None and baseline_is_new and not any(r.phq8 is not None for r in earlier):
-        phq8 = baseline.phq8
+        phq8, phq8_source = baseline.phq8, baseline.source
     if phq8 is not None:
         bands = [b for b in safety.mood_bands if phq8 >= b.at_or_above]
-        if bands:
+        if bands and not seen(bands[-1].id, phq8_source):
             top = bands[-1]
             found[top.id] = INFO if top.severity == "low" else REVIEW
 

@@ -197,6 +197,7 @@ def draw_patient(spec: CohortSpec, index: int) -> SyntheticPatient:
         start_back_risk=risk,
         start_back_assessed_on=completed,
         comorbidities=frozenset(comorbidities),
+        source=f"QuestionnaireResponse/sim-{spec.seed}-{index:05d}-baseline",
     )
 
     engagement = rng.betavariate(4.0, 2.0)

@@ -377,3 +377,68 @@ def test_index_rows_are_fresh_dicts_each_time() -> None:
     first = index_rows(event)
     first["sp_token"][0]["code"] = "changed"
     assert index_rows(event)["sp_token"][0]["code"] != "changed"
+
+
+def bundle_record(n_entities: int, outcome: int = 200) -> AccessRecord:
+    interactions = ("create", "update", "patch", "delete")
+    entities = tuple(
+        (
+            "Patient" if i % 5 == 0 else "Observation",
+            f"r{i}",
+            1 + i % 3,
+            interactions[i % len(interactions)],
+        )
+        for i in range(n_entities)
+    )
+    return AccessRecord(
+        action="transaction",
+        outcome=outcome,
+        at_us=AT,
+        claims=INDEX_CLAIMS[1],
+        client_id="loader",
+        entities=entities,
+        patient_ids=("r0", "p-other"),
+        client_ip="192.0.2.1",
+    )
+
+
+def test_a_bundle_is_one_event_with_an_entity_per_write_and_its_lifecycle() -> None:
+    event = audit_event(bundle_record(6), SERVER)
+    assert event["subtype"] == [
+        {"system": "http://hl7.org/fhir/restful-interaction", "code": "transaction"}
+    ]
+    written = [e for e in event["entity"] if "lifecycle" in e]
+    assert [e["what"]["reference"] for e in written] == [
+        "Patient/r0/_history/1",
+        "Observation/r1/_history/2",
+        "Observation/r2/_history/3",
+        "Observation/r3/_history/1",
+        "Observation/r4/_history/2",
+        "Patient/r5/_history/3",
+    ]
+    # DICOM ParticipantObjectDataLifeCycle: 1 creation, 3 amendment, 14 logical deletion
+    assert [e["lifecycle"]["code"] for e in written] == ["1", "3", "3", "14", "1", "3"]
+    assert written[0]["role"]["code"] == "1" and written[0]["type"]["code"] == "1"
+    assert written[1]["role"]["code"] == "4" and written[1]["type"]["code"] == "2"
+    # the patient written is not repeated as a second entity; another patient named is
+    patients = [e["what"]["reference"] for e in event["entity"] if "lifecycle" not in e]
+    assert patients == ["Patient/p-other"]
+    validate_resource(event, expected_type="AuditEvent")
+
+
+@pytest.mark.parametrize("n_entities", [1, 4, 5, 100])
+def test_index_rows_equal_extraction_for_bundle_events(n_entities: int) -> None:
+    """Many entities are converted without the memo (each Bundle is unique): the rows
+    must still be extraction's rows, and the memo must not keep them."""
+    from fhir_server.audit import balp
+    from fhir_server.search import extract_index_rows, registry
+
+    event = audit_event(bundle_record(n_entities), SERVER)
+    before = len(balp._MEMO)
+    assert balp.index_rows(event) == extract_index_rows(event, registry())
+    if n_entities > balp._MEMO_PART_MAX:
+        assert not any(
+            key == "entity" and len(orjson.loads(value)) > balp._MEMO_PART_MAX
+            for key, value in balp._MEMO
+        )
+    assert len(balp._MEMO) <= before + 3

@@ -310,6 +310,64 @@ def test_a_read_is_recorded_with_the_version_read_and_its_patient(
     assert {"reference": f"Patient/{patient}"} in [e.get("what") for e in read["entity"]]
 
 
+def test_a_transaction_is_one_event_naming_every_resource_it_wrote(
+    smart: SmartEnv, auditor: Auditor
+) -> None:
+    """One AuditEvent for the Bundle (subtype transaction), an entity per write with its
+    lifecycle, and no event per entry; a failed transaction wrote nothing, so its event
+    names nothing written."""
+    client_id, key = smart.backends["es384"]
+    token = backend_token(smart.token_url, client_id, key, "system/Observation.cruds")
+    headers = bearer(token.json()["access_token"])
+    patient = smart.patients["a"]
+    marker = f"tx-{time.monotonic_ns()}"
+
+    def observation(n: int) -> dict[str, Any]:
+        return {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "55423-8"}]},
+            "subject": {"reference": f"Patient/{patient}"},
+            "identifier": [{"system": "urn:test", "value": f"{marker}-{n}"}],
+            "valueQuantity": {"value": 1000 + n, "unit": "steps"},
+        }
+
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": observation(n), "request": {"method": "POST", "url": "Observation"}}
+            for n in range(3)
+        ],
+    }
+    r = httpx.post(f"{smart.fhir}/", json=bundle, headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    ids = [e["response"]["location"].split("/")[1] for e in r.json()["entry"]]
+    (event,) = auditor.wait(subtype="transaction", entity=f"Observation/{ids[0]}/_history/1")
+    assert event["outcome"] == "0"
+    written = {e["what"]["reference"]: e["lifecycle"]["code"] for e in event["entity"]
+               if "lifecycle" in e}
+    assert written == {f"Observation/{id}/_history/1": "1" for id in ids}
+    assert {"reference": f"Patient/{patient}"} in [e.get("what") for e in event["entity"]]
+    # no per-entry create events for these resources
+    for id in ids:
+        assert auditor.search(subtype="create", entity=f"Observation/{id}/_history/1") == []
+
+    bad = {**bundle, "entry": [*bundle["entry"], {"resource": {"resourceType": "Observation"},
+                                                   "request": {"method": "POST",
+                                                               "url": "Observation"}}]}
+    since = (datetime.now(UTC) - timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = httpx.post(f"{smart.fhir}/", json=bad, headers=headers, timeout=60)
+    assert 400 <= r.status_code < 500, r.text
+    failed = auditor.wait(
+        lambda e: e["outcome"] == "4",
+        subtype="transaction",
+        date=f"ge{since}",
+        **{"agent:identifier": client_agent(client_id)},
+    )
+    assert all("lifecycle" not in e for ev in failed for e in ev.get("entity", []))
+
+
 def test_a_search_is_recorded_with_its_query(
     auditor: Auditor, observation_calls: dict[str, Any]
 ) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,38 +14,25 @@ import pytest
 from sqlalchemy import func, select
 
 from fhir_server.app import create_app
-from fhir_server.audit import AccessRecord, AuditTrail, DisabledAudit, ServerIdentity
+from fhir_server.audit import (
+    AccessRecord,
+    AuditProcess,
+    AuditTrail,
+    DisabledAudit,
+    ServerIdentity,
+)
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, error
-from fhir_server.events.handlers import HANDLERS
 from fhir_server.events.tables import outbox
 from fhir_server.interactions.access import acting_as
 from fhir_server.interactions.write import write_version
 from fhir_server.storage.database import open_database
-from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.repository import Repository, WriteSession
 from fhir_server.storage.schema import resource
 from fhir_server.validation import validate_resource
 from fhir_server.versioning import now_us
-from tests.conftest import drop_database, fresh_database_url
 
 SERVER = ServerIdentity(site="http://trail.test/fhir")
-
-
-@pytest.fixture
-def own_database(tmp_path: Path) -> Iterator[str]:
-    url = fresh_database_url(tmp_path, "audit")
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture
-def repository(own_database: str) -> Iterator[Repository]:
-    db = open_database(own_database)
-    upgrade(db)
-    # The event types the real server uses: AuditEvent writes must leave no outbox rows.
-    yield Repository(db, event_types=frozenset(HANDLERS))
-    db.dispose()
 
 
 def a_read(n: int, patient: str = "p1") -> AccessRecord:
@@ -287,10 +273,29 @@ def test_the_server_audits_unless_switched_off(
     app = create_app(settings)
     try:
         trail = app.state.fhir.audit
-        assert isinstance(trail, AuditTrail if on else DisabledAudit)
+        # by default a writer process of its own; SELFBACK_AUDIT_WRITER=thread keeps the
+        # writer in the server process
+        assert isinstance(trail, AuditProcess if on else DisabledAudit)
         assert app.state.auth.services.audit is trail
     finally:
         app.state.fhir.repository.db.dispose()
+
+
+def test_the_writer_can_be_a_thread_of_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SELFBACK_AUDIT_WRITER", "thread")
+    settings = Settings.from_env(
+        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'a.sqlite'}", load_content=False
+    )
+    app = create_app(settings)
+    try:
+        assert isinstance(app.state.fhir.audit, AuditTrail)
+    finally:
+        app.state.fhir.repository.db.dispose()
+    monkeypatch.setenv("SELFBACK_AUDIT_WRITER", "elsewhere")
+    with pytest.raises(ValueError, match="SELFBACK_AUDIT_WRITER"):
+        Settings.from_env(data_dir=tmp_path)
 
 
 def stored_index_rows(repository: Repository) -> dict[str, dict[str, list[tuple[object, ...]]]]:

@@ -6,41 +6,19 @@ Runs against a real database (SQLite, or PostgreSQL with SELFBACK_TEST_DB=postgr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import orjson
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from fhir_server.errors import FhirError
-from fhir_server.events.handlers import HANDLERS
 from fhir_server.interactions.write import write_version
 from fhir_server.search import extract_index_rows
-from fhir_server.storage.database import open_database
-from fhir_server.storage.migrate import upgrade
 from fhir_server.storage.repository import _COPY_MIN_ROWS, Repository, WriteSession
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
 from fhir_server.versioning import now_us
-from tests.conftest import drop_database, fresh_database_url
 
 COUNT = _COPY_MIN_ROWS + 36  # more new resources than the COPY threshold
-
-
-@pytest.fixture
-def own_database(tmp_path: Path) -> Iterator[str]:
-    url = fresh_database_url(tmp_path, "bulk")
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture
-def repository(own_database: str) -> Iterator[Repository]:
-    db = open_database(own_database)
-    upgrade(db)
-    yield Repository(db, event_types=frozenset(HANDLERS))
-    db.dispose()
 
 
 def awkward(n: int) -> dict[str, object]:

@@ -165,9 +165,10 @@ class World:
         patient: str | None = None,
         fhir_user: str | None = None,
         expires_in: int = 3600,
+        app: str = "patient",
     ) -> str:
         assert self.store is not None
-        client_id = self.smart.apps["patient"].client_id
+        client_id = self.smart.apps[app].client_id
         context = {"patient": patient} if patient else {}
         grant = self.store.create_grant(
             client_id=client_id,
@@ -224,7 +225,28 @@ def build_world(smart: SmartEnv) -> World:
         {"resourceType": "Practitioner", "name": [{"family": "Stranger"}]}
     )
     world.create(consent(world.a, f"Practitioner/{world.consented}"))
+    world.create(care_team(world.a, f"Practitioner/{world.consented}"))
     return world
+
+
+def care_team(
+    patient: str,
+    member: str,
+    *,
+    status: str = "active",
+    period: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A CareTeam of ``patient`` with ``member`` (Practitioner, PractitionerRole or
+    Organization) as participant: the link a clinician needs besides the Consent."""
+    team: dict[str, Any] = {
+        "resourceType": "CareTeam",
+        "status": status,
+        "subject": {"reference": f"Patient/{patient}"},
+        "participant": [{"member": {"reference": member}}],
+    }
+    if period:
+        team["period"] = period
+    return team
 
 
 def consent(

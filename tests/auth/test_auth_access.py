@@ -3,7 +3,7 @@ system; v1 and v2) answers Allow, Deny or Filter as specified (fhir_server.auth.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from itertools import product
 from typing import Any
 
@@ -33,10 +33,12 @@ class ConsentFor:
     def __init__(self, grants: dict[str, set[str]]) -> None:
         self.grants = grants
 
-    def permits(self, user: str, patient_id: str) -> bool:
+    def permits(
+        self, user: str, patient_id: str, resource: Mapping[str, Any] | None = None
+    ) -> bool:
         return patient_id in self.grants.get(user, set())
 
-    def patients(self, user: str) -> Collection[str]:
+    def patients(self, user: str, resource_type: str | None = None) -> Collection[str]:
         return self.grants.get(user, set())
 
 

@@ -238,3 +238,53 @@ def _table_of(diff: object) -> str | None:
         if isinstance(part, str) and part.startswith("auth_"):
             return part
     return None
+
+
+def test_migration_0006_adds_and_removes_the_totp_columns(tmp_path: pytest.TempPathFactory) -> None:
+    """0006 (TOTP) applies over accounts made at 0005, undoes itself keeping the accounts
+    (their enrolments go with the columns), and applies again."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from fhir_server.auth.accounts import Accounts
+    from fhir_server.storage.database import open_database
+    from fhir_server.storage.migrate import alembic_config, upgrade
+
+    url = fresh_database_url(tmp_path, "migration6")  # type: ignore[arg-type]
+    db = open_database(normalise_database_url(url))
+
+    def columns() -> set[str]:
+        with db.reader.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns("auth_account")}
+
+    try:
+        assert upgrade(db, "0005") == "0005"
+        with db.writer.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO auth_account (account_id, role, username, password_hash, "
+                    "created_at, disabled) VALUES ('a1', 'admin', 'anna', 'x', 1, false)"
+                )
+            )
+        assert "totp_secret" not in columns()
+        assert upgrade(db, "0006") == "0006"
+        assert {"totp_secret", "totp_last_step"} <= columns()
+        accounts = Accounts(db)
+        assert accounts.get("a1").totp is False  # type: ignore[union-attr]
+        accounts.enrol_totp("a1")
+        assert accounts.get("a1").totp is True  # type: ignore[union-attr]
+        config = alembic_config(db)
+        with db.writer.connect() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0005")
+            connection.commit()
+        assert not {"totp_secret", "totp_last_step"} & columns()
+        with db.reader.connect() as conn:
+            assert conn.execute(text("SELECT username FROM auth_account")).scalars().all() == [
+                "anna"
+            ]
+        assert upgrade(db, "0006") == "0006"
+        assert Accounts(db).get("a1").totp is False  # type: ignore[union-attr]
+    finally:
+        db.dispose()
+        drop_database(url)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.auth.access_world import CATEGORY, World, body_for, consent
+from tests.auth.access_world import CATEGORY, World, body_for, care_team, consent
 from tests.auth.conftest import SmartEnv
 from tests.auth.smart_app import Browser, bearer, check_token_response, new_phone
 
@@ -341,7 +341,13 @@ def test_clinician_sees_a_patient_only_while_consent_holds(
     world: World, http: httpx.Client
 ) -> None:
     doctor = world.create({"resourceType": "Practitioner", "name": [{"family": "Withdrawn"}]})
-    token = bearer(world.mint("user/*.rs", role="practitioner", fhir_user=f"Practitioner/{doctor}"))
+
+    def mint() -> dict[str, str]:
+        return bearer(
+            world.mint("user/*.rs", role="practitioner", fhir_user=f"Practitioner/{doctor}")
+        )
+
+    token = mint()
     obs = world.ids[("Observation", "a")]
 
     def sees() -> tuple[int, bool, bool]:
@@ -355,15 +361,21 @@ def test_clinician_sees_a_patient_only_while_consent_holds(
         return read, obs in search, world.a in patient
 
     assert sees() == (404, False, False)  # no consent: nothing of the patient
+    world.create(care_team(world.a, f"Practitioner/{doctor}"))
+    assert sees() == (404, False, False)  # a CareTeam link without a Consent: nothing
     granted = consent(world.a, f"Practitioner/{doctor}")
     cid = world.create(granted)
     assert sees() == (200, True, True)
-    # withdrawal: the same token sees nothing from the next request on
+    # withdrawal: the token is revoked, and a new one sees nothing from the next request on
     assert world.put(granted | {"id": cid, "status": "inactive"}).status_code == 200
+    assert http.get(f"{world.fhir}/Observation/{obs}", headers=token).status_code == 401
+    token = mint()
     assert sees() == (404, False, False)
     assert world.put(granted | {"id": cid, "status": "active"}).status_code == 200
     assert sees() == (200, True, True)
     assert http.delete(f"{world.fhir}/Consent/{cid}", headers=world.admin()).status_code == 204
+    assert http.get(f"{world.fhir}/Observation/{obs}", headers=token).status_code == 401
+    token = mint()
     assert sees() == (404, False, False)
     # B never consented: B's data stays hidden throughout
     theirs = world.ids[("Observation", "b")]
@@ -386,6 +398,8 @@ def test_consent_through_an_organization_a_period_and_a_later_refusal(
     token = bearer(world.mint("user/*.rs", role="practitioner", fhir_user=f"Practitioner/{doctor}"))
     goal = world.ids[("Goal", "a")]
     url = f"{world.fhir}/Goal/{goal}"
+    # the CareTeam link through the organization the doctor belongs to
+    world.create(care_team(world.a, f"Organization/{clinic}"))
     assert http.get(url, headers=token).status_code == 404
     expired = consent(
         world.a, f"Organization/{clinic}", period={"start": "2020-01-01", "end": "2021-01-01"}
@@ -396,7 +410,10 @@ def test_consent_through_an_organization_a_period_and_a_later_refusal(
     assert http.get(url, headers=token).status_code == 200  # the organization's consent
     refusal = consent(world.a, f"Organization/{clinic}", kind="deny", when="2026-03-01T00:00:00Z")
     world.create(refusal)
-    assert http.get(url, headers=token).status_code == 404  # a later deny supersedes it
+    # a later deny supersedes it: the doctor's token is revoked, a new one sees nothing
+    assert http.get(url, headers=token).status_code == 401
+    token = bearer(world.mint("user/*.rs", role="practitioner", fhir_user=f"Practitioner/{doctor}"))
+    assert http.get(url, headers=token).status_code == 404
 
 
 def test_a_clinician_cannot_read_audit_events_or_write_without_consent(

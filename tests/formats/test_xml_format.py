@@ -8,11 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from lxml import etree
 
 from fhir_server.errors import FhirError
+from fhir_server.formats.fhir_json import FhirDecimal, dump_fhir_json, parse_fhir_json
 from fhir_server.formats.xml import parse_xml, render_xml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,14 +143,16 @@ def test_observation_value_quantity_keeps_decimal_precision() -> None:
     assert b'<value value="67.50"/>' in xml
     assert b"<valueQuantity>" in xml
     assert parse_xml(xml, exact_decimals=True) == OBSERVATION_JSON
-    # Default mode matches what orjson gives for the same JSON text.
-    assert parse_xml(xml)["valueQuantity"]["value"] == 67.5
-    assert isinstance(parse_xml(xml)["valueQuantity"]["value"], float)
+    # Default mode matches parse_fhir_json: the attribute text is kept (json.html#primitive).
+    value = parse_xml(xml)["valueQuantity"]["value"]
+    assert value == Decimal("67.50")
+    assert isinstance(value, FhirDecimal) and value.text == "67.50"
+    assert render_xml(parse_xml(xml)) == xml
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("100", 100), ("-3", -3), ("0.1", 0.1), ("1e3", 1000.0), ("1.50", 1.5)],
+    [("100", 100), ("-3", -3), ("0.1", 0.1), ("1e3", 1000.0), ("1.50", 1.5), ("2.5", 2.5)],
 )
 def test_decimal_typing_matches_json_parsing(text: str, expected: Any) -> None:
     doc = (
@@ -159,7 +161,10 @@ def test_decimal_typing_matches_json_parsing(text: str, expected: Any) -> None:
     ).encode()
     value = parse_xml(doc)["valueQuantity"]["value"]
     assert value == expected
-    assert type(value) is type(orjson.loads(text))
+    assert type(value) is type(parse_fhir_json(text.encode()))
+    # Written back as written, in XML and in JSON.
+    assert f'<value value="{text}"/>'.encode() in render_xml(parse_xml(doc))
+    assert dump_fhir_json(value) == text.encode()
 
 
 def test_bundle_with_entry_and_contained_resources_round_trips() -> None:

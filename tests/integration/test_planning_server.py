@@ -510,3 +510,54 @@ def test_planning_operations_never_answer_500(
     assert answer.status_code < 500, answer.text
     if answer.status_code >= 400:
         assert answer.json()["resourceType"] == "OperationOutcome"
+
+
+def test_an_answer_on_a_plans_first_day_stops_one_plan_only(fhir: httpx.Client) -> None:
+    """Engine finding 4 in the server: a red-flag answer dated on the first day of the plan
+    it stopped is inside the next plan's window too, but it is not raised again (the first
+    plan's DetectedIssue carries it as evidence); after the clinician's review planning
+    resumes. A new answer stops the plan again."""
+    pid, _ = enrol(fhir)
+    plan_for(fhir, pid, today())
+    first_day = today() + timedelta(days=7)
+    answer = weekly_response("ignored", pid, first_day, pain=5, red_flags={"rf-trauma": True})
+    answer.pop("id")
+    created = fhir.post("/QuestionnaireResponse", json=answer)
+    assert created.status_code == 201, created.text
+    stopped = plan_for(fhir, pid, first_day)
+    assert stopped["status"] == "on-hold"
+    (issue,) = search(fhir, "DetectedIssue", patient=f"Patient/{pid}")
+    source = f"QuestionnaireResponse/{created.json()['id']}"
+    assert issue["evidence"][0]["detail"] == [{"reference": source}]
+    week_after = (first_day + timedelta(days=7)).isoformat()
+
+    def preview() -> list[dict[str, Any]]:
+        got = fhir.get(f"/Patient/{pid}/$plan-week-dry-run", params={"asOf": week_after})
+        assert got.status_code == 200, got.text
+        return [e["resource"] for e in got.json()["entry"]]
+
+    held = preview()
+    kinds = [r["resourceType"] for r in held]
+    assert "Flag" not in kinds and "DetectedIssue" not in kinds and "Communication" not in kinds
+    plan = next(r for r in held if r["resourceType"] == "CarePlan")
+    assert plan["status"] == "on-hold"  # awaiting the review, not a second stop
+    issue["mitigation"] = [
+        {
+            "action": {"text": "Seen in clinic; no fracture"},
+            "date": (first_day + timedelta(days=1)).isoformat(),
+            "author": {"reference": f"PractitionerRole/{pid}-physio"},
+        }
+    ]
+    assert fhir.put(f"/DetectedIssue/{issue['id']}", json=issue).status_code == 200
+    resumed = preview()
+    assert next(r for r in resumed if r["resourceType"] == "CarePlan")["status"] == "active"
+    assert "Flag" not in [r["resourceType"] for r in resumed]
+
+    again = weekly_response(
+        "ignored", pid, first_day + timedelta(days=2), pain=5, red_flags={"rf-trauma": True}
+    )
+    again.pop("id")
+    assert fhir.post("/QuestionnaireResponse", json=again).status_code == 201
+    restopped = preview()
+    assert next(r for r in restopped if r["resourceType"] == "CarePlan")["status"] == "on-hold"
+    assert [r["resourceType"] for r in restopped].count("Flag") == 1

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from terminology import ORDINAL_VALUE
 from tests.conftest import drop_database, fresh_database_url, start_server, stop_server
 
 SB = "http://selfback.example.org/fhir"
@@ -161,12 +162,15 @@ def test_expand_programme_content_in_danish_with_a_filter(fhir: httpx.Client) ->
     assert answer.status_code == 200, answer.text
     assert answer.json()["expansion"]["contains"] == [
         {
+            # The answer's ordinal from the CodeSystem (extension-ordinalvalue.html).
+            "extension": [{"url": ORDINAL_VALUE, "valueDecimal": 2}],
             "system": f"{SB}/CodeSystem/questionnaire-answer",
             "version": "1.0.0",
             "code": "sick-leave-full",
             "display": "Fuldt sygemeldt",
         }
     ]
+    assert '"valueDecimal":2}' in answer.text.replace(" ", "")
 
 
 def test_expand_a_stored_value_set_by_instance_and_url(

@@ -3,7 +3,8 @@
 from datetime import UTC, datetime
 
 from mappings import questionnaire
-from mappings.questionnaire_content import option_ordinal, walk_items
+from mappings.questionnaire_content import walk_items
+from terminology import ordinal_value
 
 BASE = "http://selfback.example.org/fhir/Questionnaire"
 AS_OF = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -13,7 +14,7 @@ def _answer(item: dict, value) -> dict:
     if item["type"] == "choice":
         for option in item["answerOption"]:
             coding = option["valueCoding"]
-            if value in (coding["code"], option_ordinal(option)):
+            if value in (coding["code"], ordinal_value(option)):
                 return {"valueCoding": {k: coding[k] for k in ("system", "code", "display")}}
         raise AssertionError(f"{item['linkId']}: no option {value!r}")
     key = {

@@ -6,8 +6,8 @@ import pytest
 from fhir.resources.R4B.questionnaire import Questionnaire
 
 from mappings import load_questionnaires, questionnaire, scoring_config, weekly_schedule
-from mappings.questionnaire_content import answer_ordinals, option_ordinal, walk_items
-from terminology import CANONICAL_BASE, lookup
+from mappings.questionnaire_content import answer_ordinals, walk_items
+from terminology import CANONICAL_BASE, lookup, ordinal_value
 
 QUESTIONNAIRES = load_questionnaires()
 IDS = [q["id"] for q in QUESTIONNAIRES]
@@ -75,7 +75,7 @@ def test_codes_and_answer_codes_are_known_to_our_terminology(q):
             assert concept is not None, (it["linkId"], coding)
             assert concept.display == coding["display"]
             if concept.ordinal is not None:
-                assert option_ordinal(option) == concept.ordinal
+                assert ordinal_value(option) == concept.ordinal
 
 
 @pytest.mark.parametrize("q", QUESTIONNAIRES, ids=IDS)
@@ -127,7 +127,7 @@ def _range(it: dict) -> tuple[float, float]:
     if it["type"] == "boolean":
         return 0, 1
     if it["type"] == "choice":
-        ordinals = [option_ordinal(o) for o in it["answerOption"]]
+        ordinals = [ordinal_value(o) for o in it["answerOption"]]
         return min(ordinals), max(ordinals)
     values = {e["url"].rsplit("/", 1)[1]: e["valueInteger"] for e in it["extension"]}
     return values["minValue"], values["maxValue"]

@@ -13,7 +13,8 @@ from fhir_server.planning import conventions as fc
 from fhir_server.planning.snapshot import PatientRecord, PlanningInputError, build_snapshot
 from fhir_server.planning.weeks import first_scheduled_week, target_week, week_start
 from mappings import score_observations, score_response
-from plan_engine import decide_plan
+from plan_engine import decide_plan, load_catalogue
+from plan_engine.config import load_rules
 from tests.planning.enrolment import (
     baseline_response,
     clinician_goal,
@@ -235,3 +236,79 @@ def test_consent_newest_decides_and_language() -> None:
     assert snapshot.consent.programme is False and snapshot.language == "da"
     assert build_snapshot(record(), AS_OF).consent.programme is True  # enrolment is consent
     assert decide_plan(snapshot, AS_OF).status == "not-permitted"
+
+
+def engine_issue(iid: str, finding: str, day: date, *evidence: str) -> dict[str, Any]:
+    """A DetectedIssue as the engine writes it for a finding of the plan of week ``day``."""
+    return {
+        "resourceType": "DetectedIssue",
+        "id": iid,
+        "status": "final",
+        "code": {"coding": [{"system": fc.BASE + "/CodeSystem/plan-rule", "code": finding}]},
+        "patient": {"reference": "Patient/p1"},
+        "identifiedDateTime": day.isoformat(),
+        "evidence": [{"detail": [{"reference": e} for e in evidence]}],
+    }
+
+
+def test_findings_of_earlier_plans_come_from_the_engines_detected_issues() -> None:
+    """Engine finding 4: an answer on the previous plan's first day, which that plan already
+    raised, is not raised again; a new answer is."""
+    last_week = AS_OF - timedelta(days=7)
+    saddle = {"rf-saddle-numbness": True}
+    answer = weekly_response("w-rf", "p1", last_week, pain=5, red_flags=saddle)
+    plan, goal = weekly_plan("p1", last_week, 4000)
+    raised = engine_issue("di-1", "RF-SADDLE-NUMBNESS", last_week, "QuestionnaireResponse/w-rf")
+    withdrawn = {**engine_issue("di-2", "REV-PAIN-RISE", last_week), "status": "entered-in-error"}
+    older = engine_issue("di-3", "REV-PAIN-RISE", START)
+    base = replace(
+        record(answer),
+        weekly_plans=(plan,),
+        goals=(goal,),
+        detected_issues=(raised, withdrawn, older),
+    )
+    snapshot = build_snapshot(base, AS_OF)
+    (previous,) = snapshot.previous_plans
+    assert [(f.finding_id, f.evidence) for f in previous.findings] == [
+        ("RF-SADDLE-NUMBNESS", ("QuestionnaireResponse/w-rf",))
+    ]
+    assert snapshot.baseline.source == "QuestionnaireResponse/p1-baseline"
+    review = {"date": last_week.isoformat(), "author": {"reference": "PractitionerRole/p1-physio"}}
+    reviewed = replace(base, detected_issues=({**raised, "mitigation": [review]},))
+    findings = decide_plan(build_snapshot(reviewed, AS_OF), AS_OF).findings
+    assert [f.id for f in findings if f.severity == "urgent"] == []
+    again = weekly_response("w-rf2", "p1", AS_OF, pain=5, red_flags=saddle)
+    with_new = replace(reviewed, responses=(*reviewed.responses, again))
+    decision = decide_plan(build_snapshot(with_new, AS_OF), AS_OF)
+    assert [(f.id, f.evidence) for f in decision.findings if f.severity == "urgent"] == [
+        ("RF-SADDLE-NUMBNESS", ("QuestionnaireResponse/w-rf2",))
+    ]
+
+
+def test_a_long_history_gives_the_engine_only_its_window() -> None:
+    """Engine finding 6: after 30 weekly check-ins and plans the snapshot holds the window
+    the rules read (plan_engine config ``history``), not the whole history, and the plan's
+    inputs name only the reports it kept."""
+    history = load_rules().history
+    as_of = START + timedelta(weeks=30)
+    responses = [
+        weekly_response(f"w-{n}", "p1", START + timedelta(weeks=n, days=6), pain=4 + n % 3)
+        for n in range(30)
+    ]
+    plans = [weekly_plan("p1", START + timedelta(weeks=n), 4000 + 10 * n) for n in range(30)]
+    base = record(*responses)
+    long = replace(
+        base,
+        observations=base.observations + tuple(steps_before("p1", as_of)),
+        weekly_plans=tuple(p for p, _ in plans),
+        goals=tuple(g for _, g in plans),
+    )
+    snapshot = build_snapshot(long, as_of)
+    assert len(snapshot.previous_plans) <= history.plan_weeks + 2
+    assert snapshot.previous_plans[-1].week_start == as_of - timedelta(weeks=1)
+    assert len(snapshot.weekly_reports) <= max(history.weekly_values_kept, 4) + 1
+    assert len(snapshot.education) <= len(load_catalogue().education)
+    kept = {r.source for r in snapshot.weekly_reports}
+    weekly_inputs = {i for i in snapshot.inputs if i.startswith("QuestionnaireResponse/w-")}
+    assert weekly_inputs == kept and "QuestionnaireResponse/w-0" not in weekly_inputs
+    assert decide_plan(snapshot, as_of).previous_plan_id == plans[-1][0]["id"]

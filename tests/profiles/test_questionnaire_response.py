@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import mappings
+from fhir_server.formats.fhir_json import FhirDecimal
 from mappings.questionnaire_content import walk_items
 from profiles import check_questionnaire_response
 from tests.mappings.qr_builder import build_response
@@ -185,6 +186,37 @@ BOUNDED = question(
 def test_min_value_and_max_value_bound_numeric_answers(value: int, expected: list[str]) -> None:
     qr = response(answered("nrs", {"valueInteger": value}))
     assert [r for r, _ in rules(qr, questionnaire(BOUNDED))] == expected
+
+
+DECIMAL_BOUNDED = question(
+    "temp",
+    "decimal",
+    extension=[{"url": MIN, "valueDecimal": 0.1}, {"url": MAX, "valueDecimal": 2.5}],
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0.10", []), ("2.50", []), ("0.09", ["qr-min-value"]), ("2.500001", ["qr-max-value"])],
+)
+def test_decimal_answers_kept_exact_compare_with_float_bounds(
+    text: str, expected: list[str]
+) -> None:
+    # A decimal keeps its written precision (FhirDecimal) while the bound is a float:
+    # compared as the decimals written, never mixed (datatypes.html#decimal).
+    qr = response(answered("temp", {"valueDecimal": FhirDecimal(text)}))
+    assert [r for r, _ in rules(qr, questionnaire(DECIMAL_BOUNDED))] == expected
+
+
+@pytest.mark.parametrize(
+    ("operator", "answer", "enabled"),
+    [("=", "0.10", True), ("=", "0.11", False), (">", "0.11", True), ("<=", "0.100", True)],
+)
+def test_enable_when_compares_exact_decimals_with_float_conditions(
+    operator: str, answer: str, enabled: bool
+) -> None:
+    condition = {"question": "t", "operator": operator, "answerDecimal": 0.1}
+    assert enabled_by(condition, "decimal", {"valueDecimal": FhirDecimal(answer)}) is enabled
 
 
 @pytest.mark.parametrize(("text", "expected"), [("abcde", []), ("abcdef", ["qr-max-length"])])

@@ -1,4 +1,5 @@
-"""lookup, expand, validate_code and translate over the packaged content."""
+"""lookup, and the service's expansion, $validate-code and $translate, over the packaged
+content (what the programme's own code asks of its terminology)."""
 
 import pytest
 
@@ -11,16 +12,23 @@ from terminology import (
     RED_FLAG,
     SCORE_BAND,
     SNOMED_CT,
+    Coding,
     TerminologyError,
-    expand,
+    TerminologyService,
+    Validation,
     load_content,
     lookup,
     resource_by_url,
-    translate,
-    validate_code,
 )
 
 VS = f"{CANONICAL_BASE}/ValueSet"
+SERVICE = TerminologyService()
+
+
+def validate_code(valueset: str, system: str, code: str) -> Validation:
+    found = SERVICE.find("ValueSet", valueset)
+    coding = Coding(code, system)
+    return SERVICE.validate_in_value_set(found.resource, [coding], marker=found.marker)
 
 
 def test_load_content_returns_copies():
@@ -91,8 +99,16 @@ def test_unknown_valueset_or_version_raises(url):
         validate_code(url, LOINC, "41950-7")
 
 
+def test_validate_code_says_why_a_code_is_not_in_the_value_set():
+    answer = validate_code(f"{VS}/answer-agreement", QUESTIONNAIRE_ANSWER, "very-much")
+    assert answer.message == (
+        f"The code {QUESTIONNAIRE_ANSWER}#very-much is valid in its code system but is not in "
+        f"{VS}/answer-agreement"
+    )
+
+
 def test_whole_system_include_leaves_out_grouping_concepts():
-    codes = {c.code for c in expand(f"{VS}/score-band")}
+    codes = {c.code for c in SERVICE.expansion_of(f"{VS}/score-band")}
     assert "sbst-high" in codes and "phq-severe" in codes
     assert "sbst" not in codes and "phq" not in codes
 
@@ -105,10 +121,20 @@ def test_resource_by_url_matches_version():
 
 
 def test_translate_maps_bands_to_loinc_answers():
-    [high] = translate(SCORE_BAND, "sbst-high", LOINC)
-    assert (high.code, high.equivalence) == ("LA9193-9", "equivalent")
+    answer = SERVICE.translate(Coding("sbst-high", SCORE_BAND), target_system=LOINC)
+    [high] = answer.matches
+    assert answer.result
+    assert (high.system, high.code, high.equivalence) == (LOINC, "LA9193-9", "equivalent")
+    assert high.source == f"{CANONICAL_BASE}/ConceptMap/score-band-to-loinc"
 
 
 def test_translate_marks_scores_without_loinc_as_unmatched():
-    [rmdq] = translate(ASSESSMENT, "rmdq-total")
+    answer = SERVICE.translate(Coding("rmdq-total", ASSESSMENT))
+    [rmdq] = answer.matches
+    assert not answer.result
     assert rmdq.equivalence == "unmatched" and rmdq.code is None
+
+
+def test_translate_keeps_the_comment_of_the_map():
+    answer = SERVICE.translate(Coding("phq-8", ASSESSMENT), target_system=LOINC)
+    assert [m.comment for m in answer.matches] == ["PHQ-8 is the PHQ-9 without item 9."]

@@ -4,7 +4,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from terminology import CANONICAL_BASE, load_content, lookup
-from terminology._lookup import walk_concepts
+from terminology.codesystem import walk_concepts
 
 CONTENT = load_content()
 OURS = {r["url"] for r in CONTENT if r["resourceType"] == "CodeSystem"}
