@@ -17,6 +17,7 @@ exponent, so:
 * :func:`dump_fhir_json` writes with ``orjson`` and a ``FhirDecimal`` as its original text
   (``orjson.Fragment``); a plain ``Decimal`` (the result of arithmetic) as ``str()``.
 * :func:`decimal_from_text` is the same choice for one decimal's text (XML input).
+* A document whose object repeats a key is refused (:func:`refuse_duplicate_keys`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,60 @@ _SUSPECT = re.compile(
     rb"[:,\[][ \t\n\r]*(-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]+)?[eE][-+]?[0-9]+"
     rb"|(?:0|[1-9][0-9]*)\.[0-9]+|[1-9][0-9]{18,}))(?=[ \t\n\r]*[,\]}])"
 )
+
+
+# An object key: a quote that closes a string, then a colon. A quote inside a string is
+# always escaped, so every match outside the rare key ending in an escaped backslash
+# (`"a\\": ...`) is a key; that rare case only makes the count differ, which costs the exact
+# check below, never a wrong answer.
+_KEY = re.compile(rb'(?<!\\)"[ \t\n\r]*:')
+
+
+def _key_count(value: Any) -> int:
+    """How many object keys ``value`` holds, at every depth."""
+    count = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+    return count
+
+
+def _duplicate_key(text: str) -> str | None:
+    """The first key that repeats within one object, or None."""
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not found:
+                found.append(key)
+            seen.add(key)
+        return dict(items)
+
+    json.loads(text, object_pairs_hook=pairs)
+    return found[0] if found else None
+
+
+def refuse_duplicate_keys(raw: bytes, value: Any) -> None:
+    """Raise ``orjson.JSONDecodeError`` when an object of the document repeats a key.
+
+    RFC 8259 section 4 leaves repeated names to the parser, and orjson keeps the last one;
+    FHIR JSON (json.html#2.6.2, "JSON representation of resources") has each property
+    once, and a server that silently kept one of two values would lose what the client
+    sent. Cheap on the common body: the keys in the text are counted by one scan and
+    compared with the keys parsed; only when they differ is the document read again to
+    find the repeated one."""
+    if len(_KEY.findall(raw)) == _key_count(value):
+        return
+    text = raw.decode("utf-8")
+    repeated = _duplicate_key(text)
+    if repeated is not None:
+        raise orjson.JSONDecodeError(f"an object repeats the key {repeated!r}", text, 0)
 
 
 class FhirDecimal(Decimal):
@@ -110,7 +165,10 @@ def parse_fhir_json(body: bytes | str) -> Any:
     if isinstance(value, dict | list):
         # Stored bodies are orjson's own output: when writing the value back gives the
         # same bytes, no number can have changed, and that is cheaper than the scan.
-        if orjson.dumps(value) == raw or not needs_exact_decimals(raw):
+        if orjson.dumps(value) == raw:
+            return value
+        refuse_duplicate_keys(raw, value)
+        if not needs_exact_decimals(raw):
             return value
     elif isinstance(value, bool) or not isinstance(value, int | float):
         return value

@@ -132,10 +132,34 @@ def test_exact_path_refuses_what_orjson_refuses(bad: bytes) -> None:
         parse_fhir_json(bad)
 
 
-def test_duplicate_keys_are_treated_alike_on_both_paths() -> None:
-    # orjson keeps the last value; so does the exact path.
-    assert parse_fhir_json(b'{"a":1,"a":2.5}') == {"a": 2.5}
-    assert parse_fhir_json(b'{"a":1,"a":2.50}')["a"].text == "2.50"
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a":1,"a":2.5}',
+        b'{"a":1,"a":2.50}',
+        b'{"a" : 1, "b": {"c": [{"d": 1, "d" : 1}]}}',
+        b'[{"x": 1}, {"y": {"z": "1", "z": "2"}}]',
+        b'{"k\\\\":1,"k\\\\":2}',  # a key ending in an escaped backslash, twice
+    ],
+)
+def test_an_object_that_repeats_a_key_is_refused(body: bytes) -> None:
+    """orjson would keep the last value and lose the other; FHIR JSON has each property
+    once (json.html), so the document is refused on either path."""
+    with pytest.raises(orjson.JSONDecodeError, match="repeats the key"):
+        parse_fhir_json(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}',  # the same key in different objects
+        b'{"t":"say \\"hi\\": ok","u":"\\":"}',  # quote-colon inside strings
+        b'{"k\\\\":1,"k":2}',  # a key ending in an escaped backslash and its plain twin
+        b'{"a":"x"}',
+    ],
+)
+def test_keys_that_only_look_repeated_are_accepted(body: bytes) -> None:
+    assert parse_fhir_json(body) == orjson.loads(body)
 
 
 def test_pretty_and_sorted_output_keep_the_text() -> None:

@@ -142,6 +142,21 @@ def test_malformed_json_is_400(fhir: httpx.Client) -> None:
     )
 
 
+def test_a_repeated_json_key_is_400_and_nothing_is_written(fhir: httpx.Client) -> None:
+    """Two values for one property: the server may not pick one and lose the other."""
+    body = b'{"resourceType": "Patient", "id": "dup-key", "gender": "male", "gender": "female"}'
+    headers = {"Content-Type": "application/fhir+json"}
+    refused = outcome(fhir.put("/Patient/dup-key", content=body, headers=headers), 400)
+    assert "gender" in str(refused)
+    assert fhir.get("/Patient/dup-key").status_code == 404
+    bundle = (
+        b'{"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": '
+        b'{"resourceType": "Patient", "active": true, "active": false}, '
+        b'"request": {"method": "POST", "url": "Patient"}}]}'
+    )
+    outcome(fhir.post("/", content=bundle, headers=headers), 400)
+
+
 def test_malformed_xml_is_400(fhir: httpx.Client) -> None:
     outcome(
         fhir.post(
