@@ -192,13 +192,35 @@ def measure(db: c.BenchDatabase, workers: int, wrk: str, lua: Path, args: argpar
         base = [wrk, f"-t{args.threads}", f"-c{args.connections}", "--latency", "-s", str(lua)]
         if args.warmup:
             subprocess.run([*base, f"-d{args.warmup}s", server.base], capture_output=True, text=True, timeout=args.warmup + 60)
+        audited = os.environ.get("SELFBACK_AUDIT", "on").lower() not in ("0", "off", "false", "no")
+        if audited:
+            audit_drain(server)  # the warm-up's AuditEvents are not the measured run's
         server.sample_rss()
         meter = c.CpuMeter(server, db.url).start()
+        with_drain = c.CpuMeter(server, db.url).start()
         out = subprocess.run([*base, f"-d{args.duration}s", server.base], capture_output=True, text=True, timeout=args.duration + 60)
         cpu = meter.stop()
         if out.returncode != 0:
             raise SystemExit(f"wrk failed: {out.stderr}")
         figures = parse_wrk(out.stdout)
+        if audited:
+            # The trail writes off the request path: how long after wrk stopped until every
+            # AuditEvent is stored, and the CPU of requests + trail together. Requests over
+            # (duration + drain) is the rate the trail could sustain without a backlog.
+            drain_s = audit_drain(server)
+            total = with_drain.stop()
+            n = max(figures["requests"] or 1, 1)
+            figures["audit_drain_s"] = round(drain_s, 2)
+            figures["sustained_requests_per_s"] = round(n / (args.duration + drain_s), 1)
+            figures["server_cpu_us_per_request_with_drain"] = round(total["server_cpu_s"] / n * 1e6, 1)
+            figures["postgres_cpu_us_per_request_with_drain"] = round(total["postgres_cpu_s"] / n * 1e6, 1)
+            print(
+                f"    audit trail: drained {drain_s:.1f} s after wrk stopped; sustained "
+                f"{figures['sustained_requests_per_s']:,.0f} req/s; server CPU per request with the "
+                f"drain {figures['server_cpu_us_per_request_with_drain']} us"
+                + (f" + PostgreSQL {figures['postgres_cpu_us_per_request_with_drain']} us" if db.kind == "postgresql" else ""),
+                flush=True,
+            )
         figures.update(
             benchmark="read",
             database=db.kind,
@@ -215,6 +237,24 @@ def measure(db: c.BenchDatabase, workers: int, wrk: str, lua: Path, args: argpar
         return figures
     finally:
         c.stop_server(server)
+
+
+def audit_drain(server: c.Server, settle: float = 1.0, limit: float = 600.0) -> float:
+    """Seconds from now until the stored AuditEvents stop growing (two counts ``settle``
+    apart differ by no more than the polls' own AuditEvents), minus that last wait.
+    ``GET AuditEvent?_summary=count`` (auth none)."""
+    started = time.perf_counter()
+    last, last_change = -1, started
+    with httpx.Client(timeout=60) as client:
+        while time.perf_counter() - started < limit:
+            r = client.get(f"{server.fhir}/AuditEvent", params={"_summary": "count"})
+            r.raise_for_status()
+            total = r.json()["total"]
+            if last >= 0 and total - last <= 2:  # only the polls' own AuditEvents since
+                return last_change - started
+            last, last_change = total, time.perf_counter()
+            time.sleep(settle)
+    return limit
 
 
 def _ms(value: str) -> float:
