@@ -23,6 +23,8 @@ from fhir_server.content import load_programme_content
 from fhir_server.errors import FhirError, error
 from fhir_server.events.handlers import HANDLERS, TOPIC_HANDLERS
 from fhir_server.events.worker import OutboxWorker
+from fhir_server.export.routes import EXPORT_ROUTES
+from fhir_server.export.runner import ExportRunner
 from fhir_server.server_state import ServerState
 from fhir_server.storage.database import open_database, wal_checkpointer
 from fhir_server.storage.migrate import upgrade
@@ -42,6 +44,9 @@ def create_app(settings: Settings | None = None) -> FhirFirst:
         counts = load_programme_content(repository, settings.base_url or "http://localhost/fhir")
         log.info("programme content: %s", counts)
     state = ServerState(settings, repository)
+    # Bulk Data $export jobs run in this thread, off the request path (fhir_server/export,
+    # docs/BULK_EXPORT.md); jobs live in the database, so any process may run them.
+    exports = state.exports = ExportRunner(repository, settings.data_dir)
     if settings.auth == "none":
         log.warning(
             "\n%s\n  AUTHORIZATION IS OFF (--auth none / SELFBACK_AUTH=none): every request "
@@ -68,7 +73,9 @@ def create_app(settings: Settings | None = None) -> FhirFirst:
         if settings.events_worker:
             worker.start()
         state.audit.start()
+        exports.start()
         yield
+        exports.stop()
         state.audit.stop()  # drains the queue: what was recorded is written before exit
         worker.stop()
         if checkpointer is not None:
@@ -90,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FhirFirst:
     mount_auth(app, state)
     # Plain Starlette routes: every FHIR handler takes the Request and returns a Response,
     # so FastAPI's dependency resolution per request would be pure overhead.
-    for path, methods, handler in ROUTES:
+    for path, methods, handler in [*EXPORT_ROUTES, *ROUTES]:  # $export before operations
         app.router.routes.append(Route(path, handler, methods=methods))
 
     @app.exception_handler(FhirError)

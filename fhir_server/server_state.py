@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from fhir_server.audit import AuditProcess, AuditTrail, DisabledAudit
 from fhir_server.config import Settings
 from fhir_server.interactions.capabilities import capability_statement
 from fhir_server.storage.repository import Repository
+
+if TYPE_CHECKING:
+    from fhir_server.export.runner import ExportRunner
 
 
 @dataclass
@@ -20,6 +24,8 @@ class ServerState:
     # Where access decisions, sign-ins and token events are recorded (fhir_server.audit);
     # ``record`` is cheap and never raises.
     audit: AuditTrail | AuditProcess | DisabledAudit = field(default_factory=DisabledAudit)
+    # The bulk export worker (fhir_server.export.runner), woken by a kick-off.
+    exports: ExportRunner | None = None
 
     def capability_statement(self, base_url: str) -> bytes:
         if base_url not in self._capabilities:

@@ -108,13 +108,30 @@ def _kept_reports(
     return tuple(r for i, r in enumerate(earlier) if i in keep) + tuple(later)
 
 
+def reports_kept_per_answer(rules: Rules | None = None) -> int:
+    """How many of the newest reports holding an answer are kept: ``weekly_values_kept``,
+    at least the pain series of the similarity measure and the two of a "previous" value."""
+    rules = rules or load_rules()
+    pain_points = load_similarity().attribute("pain_series").length or 0
+    return max(rules.history.weekly_values_kept, pain_points, 2)
+
+
+def kept_plan_ids(
+    plans: tuple[PreviousPlan, ...], as_of: date, rules: Rules | None = None
+) -> set[str]:
+    """The ids of the earlier plans :func:`bounded_snapshot` keeps (``plans`` in snapshot
+    order). The server reads the Goals of these plans only."""
+    rules = rules or load_rules()
+    ordered = tuple(sorted(plans, key=lambda p: (p.week_start, p.plan_id)))
+    return _kept_plans(ordered, as_of, rules.history.plan_weeks)
+
+
 def bounded_snapshot(
     snapshot: PatientSnapshot, as_of: date, rules: Rules | None = None
 ) -> PatientSnapshot:
     """``snapshot`` without the history no rule reads when planning the week of ``as_of``."""
     rules = rules or load_rules()
     history = rules.history
-    pain_points = load_similarity().attribute("pain_series").length or 0
     kept_ids = _kept_plans(snapshot.previous_plans, as_of, history.plan_weeks)
     plans = tuple(p for p in snapshot.previous_plans if p.plan_id in kept_ids)
     dropped = [p for p in snapshot.previous_plans if p.plan_id not in kept_ids]
@@ -122,7 +139,7 @@ def bounded_snapshot(
         snapshot.weekly_reports,
         as_of,
         rules.safety.new_data_window_days,
-        max(history.weekly_values_kept, pain_points, 2),
+        reports_kept_per_answer(rules),
     )
     education = _folded_education(snapshot.education, dropped, as_of)
     reviews = (max(snapshot.safety_reviews),) if snapshot.safety_reviews else ()

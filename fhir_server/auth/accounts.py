@@ -26,7 +26,7 @@ from fhir_server.auth.credentials import (
     digest,
     hash_password,
     new_activation_code,
-    new_secret,
+    new_identifier,
     normalise_activation_code,
     verify_password,
 )
@@ -146,7 +146,7 @@ class Accounts:
         if not username or len(username) > 255:
             raise AccountError("a username of 1 to 255 characters is needed")
         check_fhir_user(fhir_user)
-        account_id = new_secret(12)
+        account_id = new_identifier(12)
         with self.db.writer.begin() as conn:
             taken = conn.execute(
                 select(auth_account.c.account_id).where(auth_account.c.username == username)
@@ -298,7 +298,7 @@ class Accounts:
             mine = conn.execute(
                 select(a).where(a.c.fhir_user == fhir_user, a.c.role == PATIENT)
             ).first()
-            account_id = mine.account_id if mine is not None else new_secret(12)
+            account_id = mine.account_id if mine is not None else new_identifier(12)
             claimed = conn.execute(
                 update(t)
                 .where(t.c.code_hash == code_hash, t.c.used_at.is_(None), t.c.expires_at > now)

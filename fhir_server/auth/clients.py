@@ -26,7 +26,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import insert, select, update
 
-from fhir_server.auth.credentials import digest, new_secret, same
+from fhir_server.auth.credentials import digest, new_identifier, new_secret, same
 from fhir_server.auth.scopes import Scopes, intersect, parse, render
 from fhir_server.auth.tables import auth_client
 from fhir_server.storage.database import Database
@@ -211,7 +211,7 @@ class ClientRegistry:
             raise RegistrationError("--scope names no scope this server knows")
         if client_id is not None and not _CLIENT_ID.match(client_id):
             raise RegistrationError("a client_id is 1 to 64 printable ASCII characters")
-        client_id = client_id or new_secret(16)
+        client_id = client_id or new_identifier(16)
         secret = new_secret(32) if client_type == SYMMETRIC else None
         cors = list(origins or [])
         for uri in redirect_uris:

@@ -23,6 +23,17 @@ def new_secret(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def new_identifier(nbytes: int = 16) -> str:
+    """A random URL-safe identifier (client ids, account ids) that does not start with
+    ``-`` or ``_``: these are typed as command-line arguments (``selfback client disable
+    ID``), where a leading ``-`` reads as an option. Drawn again until it does not (one
+    value in 32 is), so every value left is equally likely."""
+    while True:
+        value = secrets.token_urlsafe(nbytes)
+        if value[0] not in "-_":
+            return value
+
+
 def digest(secret: str) -> str:
     """The hex SHA-256 we store instead of ``secret``."""
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()

@@ -10,8 +10,6 @@ kept for an operator to read -- it never blocks the events behind it.
 from __future__ import annotations
 
 import logging
-import threading
-import uuid
 from collections.abc import Callable
 
 from fhir_server.events.outbox import (
@@ -22,6 +20,7 @@ from fhir_server.events.outbox import (
     mark_done,
     mark_failed,
 )
+from fhir_server.polling import PollingWorker
 from fhir_server.storage.repository import Repository, WriteSession
 from fhir_server.versioning import now_us
 
@@ -32,7 +31,7 @@ log = logging.getLogger("selfback.events")
 Handler = Callable[[WriteSession, OutboxEvent, int], str | None]
 
 
-class OutboxWorker:
+class OutboxWorker(PollingWorker):
     def __init__(
         self,
         repo: Repository,
@@ -44,18 +43,14 @@ class OutboxWorker:
         max_attempts: int = 5,
         topic_handlers: dict[str, Handler] | None = None,
     ) -> None:
+        super().__init__("worker", poll_seconds)
         self.repo = repo
         self.handlers = handlers
         # Events of other topics than resource-written (scheduled work), by topic.
         self.topic_handlers = topic_handlers or {}
-        self.name = f"worker-{uuid.uuid4().hex[:12]}"
-        self.poll_seconds = poll_seconds
         self.lease_us = int(lease_seconds * 1_000_000)
         self.batch = batch
         self.max_attempts = max_attempts
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def topics(self) -> frozenset[str]:
@@ -103,32 +98,6 @@ class OutboxWorker:
                 message,
             )
             self.repo.write(lambda s: mark_failed(s.conn, event, now, message, retry_at))
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                handled = self.run_once()
-            # The loop outlives any one failure (a database restart, say); it logs and
-            # polls again rather than dying silently.
-            except Exception:
-                log.exception("outbox worker loop failed; retrying")
-                handled = 0
-            if not handled:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
 
 
 def _backoff_us(attempts: int) -> int:

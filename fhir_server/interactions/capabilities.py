@@ -13,6 +13,7 @@ import orjson
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.auth.discovery import capability_security  # SMART security (auth)
 from fhir_server.definitions import R4_RESOURCE_TYPES
+from fhir_server.export import BULK_DATA_CAPABILITY, EXPORT_DEFINITIONS  # Bulk Data (export)
 from fhir_server.operations.registry import OPERATIONS
 from fhir_server.search import registry
 
@@ -47,6 +48,8 @@ def capability_statement(base_url: str, *, software_date: str) -> bytes:
             for op in OPERATIONS.values()
             if op.levels & {"type", "instance"} and (op.types is None or rtype in op.types)
         ]
+        if rtype in EXPORT_DEFINITIONS:  # Patient/$export, Group/[id]/$export (BDS-17)
+            operations.append({"name": "export", "definition": EXPORT_DEFINITIONS[rtype]})
         if operations:
             entry["operation"] = operations
         resources.append(entry)
@@ -56,6 +59,7 @@ def capability_statement(base_url: str, *, software_date: str) -> bytes:
         "date": software_date,
         "publisher": "SelfBack FHIR server",
         "kind": "instance",
+        "instantiates": [BULK_DATA_CAPABILITY],
         "software": {"name": "selfback-fhir-server", "version": __version__},
         "implementation": {"description": "SelfBack FHIR integration server", "url": base_url},
         "fhirVersion": FHIR_VERSION,
@@ -77,6 +81,7 @@ def capability_statement(base_url: str, *, software_date: str) -> bytes:
                     {"code": "search-system"},
                     {"code": "history-system"},
                 ],
+                "operation": [{"name": "export", "definition": EXPORT_DEFINITIONS["system"]}],
             }
         ],
     }

@@ -1,7 +1,9 @@
 """The plan engine in the server: snapshot assembly, storing decisions, triggers, schedule.
 
 - ``snapshot.build_snapshot(record, as_of)``: stored FHIR resources -> PatientSnapshot (pure)
-- ``record.read_record(source, patient_id)``: those resources, read through search
+- ``record.read_plans`` / ``record.read_history(source, plans, as_of)``: those resources,
+  read through search, only the history window the engine plans from (``window``: its
+  dates and counts, pure); ``record.read_record``: everything (the tests' reference)
 - ``store.store_decision(session, decision, record, now=...)``: one transaction
 - ``run.decide_week`` / ``run.plan_and_store``: one planning run
 - ``schedule``: the weekly ``weekly-plan`` outbox events

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from fhir_server.planning.record import ResourceSource, read_record
+from fhir_server.planning.record import ResourceSource, read_history, read_plans
 from fhir_server.planning.snapshot import (
     PatientRecord,
     PlanningInputError,
@@ -36,12 +36,14 @@ def decide_week(
     """The decision for the week starting ``as_of``; without ``as_of``, for the week a
     trigger on ``today`` plans (weeks.target_week). Raises ``PlanningInputError`` when the
     data cannot be planned from and a 404 FhirError for an unknown patient."""
-    record = read_record(source, patient_id)
-    start = programme_start(record.programme_plan)
+    plans = read_plans(source, patient_id)
+    start = programme_start(plans.programme_plan)
     if as_of is None:
-        as_of = target_week(start, today, set(plan_weeks(record)))
+        as_of = target_week(start, today, set(plan_weeks(plans)))
     if as_of < start:
         raise PlanningInputError(f"The plan week {as_of} starts before the programme ({start})")
+    # Only the history window the engine plans from is read (record.read_history).
+    record = read_history(source, plans, as_of)
     snapshot = build_snapshot(record, as_of)
     try:
         decision = decide_plan(snapshot, as_of)

@@ -29,7 +29,10 @@ Only the window of history the engine plans from goes into the snapshot
 (:func:`plan_engine.bounded_snapshot`, ``history`` in the engine's rules): the newest weekly
 reports per answer, the plans of the last weeks, one education record per item, the newest
 review. The references of left-out reports leave ``inputs`` with them, so the plan's
-``supportingInfo`` names what it was made from (docs/SIMULATION.md, engine finding 6).
+``supportingInfo`` names what it was made from (docs/SIMULATION.md, engine finding 6). The
+reader fetches little more than that window (``record.read_history``, ``window.py``), so a
+record may hold only part of the history: only the earlier plans the window keeps need
+their Goal, and the rest is what the window reads, whatever else is stored.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from plan_engine import (
     codes,
     load_catalogue,
 )
+from plan_engine.history import kept_plan_ids
 
 STEP_WINDOW = timedelta(days=28)
 LOG_WINDOW = timedelta(days=28)
@@ -318,6 +322,59 @@ def _weekly_report(s: _Scored, sleep_problem_at_or_below: int) -> WeeklyReport |
     return WeeklyReport(reported_on=s.day, rmdq=rmdq, phq8=phq8, source=source)
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseInputs:
+    """What a patient's questionnaire responses give the snapshot of the week of ``as_of``,
+    before the history window: the baseline, every weekly report dated before ``as_of``,
+    the red-flag answers and exercise logs of the last 28 days, the references used and the
+    days a scored response was given before ``as_of`` (app use)."""
+
+    baseline: BaselineScores
+    reports: list[WeeklyReport]
+    flags: list[RedFlagAnswers]
+    logs: list[ExerciseLog]
+    inputs: list[str]
+    used_days: list[date]
+    weekly_sources: frozenset[str]  # the reports made from a weekly check-in
+
+
+def response_inputs(record: PatientRecord, as_of: date) -> ResponseInputs:
+    """Raises ``PlanningInputError`` when there is no baseline."""
+    sleep_at_or_below = planning_settings().sleep_problem_at_or_below
+    scored = _scored_responses(record)
+    baseline, baseline_responses = _baseline(scored)
+    reports, flags, logs, inputs, weekly = [], [], [], [], set()
+    for s in scored:
+        if s.response["id"] in baseline_responses:
+            inputs.append(_ref(s.response))
+            continue
+        if s.questionnaire == fc.EXERCISE_FEEDBACK_QUESTIONNAIRE:
+            log = _exercise_log(s)
+            if log is not None and as_of - LOG_WINDOW <= s.day < as_of:
+                logs.append(log)
+                inputs.append(_ref(s.response))
+            continue
+        if s.questionnaire == fc.WEEKLY_QUESTIONNAIRE:
+            weekly.add(_ref(s.response))
+            answers_given = _red_flags(s)
+            if answers_given is not None and as_of - LOG_WINDOW <= s.day <= as_of:
+                flags.append(answers_given)
+        if s.day < as_of:
+            report = _weekly_report(s, sleep_at_or_below)
+            if report is not None:
+                reports.append(report)
+                inputs.append(_ref(s.response))
+    used_days = [s.day for s in scored if s.day < as_of]
+    return ResponseInputs(baseline, reports, flags, logs, inputs, used_days, frozenset(weekly))
+
+
+def first_baseline_day(record: PatientRecord) -> date | None:
+    """The day of the baseline response the baseline scores come from (None: none yet)."""
+    scored = _scored_responses(record)
+    first = next((s for s in scored if s.questionnaire == fc.BASELINE_QUESTIONNAIRE), None)
+    return first.day if first is not None else None
+
+
 def _red_flags(s: _Scored) -> RedFlagAnswers | None:
     given = {
         field_name: bool(_first(s.answers, link_id))
@@ -448,23 +505,53 @@ def _raised_findings(record: PatientRecord) -> dict[date, list[RaisedFinding]]:
     return raised
 
 
+def plan_goal_id(plan: dict[str, Any]) -> str | None:
+    """The id of a weekly plan's step Goal (``CarePlan.goal``)."""
+    return next((i for i in (_ref_id(g, "Goal") for g in plan.get("goal", [])) if i), None)
+
+
 def _previous_plans(record: PatientRecord, as_of: date) -> list[PreviousPlan]:
-    exercises, education = _catalogue_ids()
+    """The earlier plans. Only those the history window keeps
+    (:func:`plan_engine.history.kept_plan_ids`) need their step Goal: the reader reads no
+    other Goals, and the others leave the snapshot with only their education kept."""
+    plans = _plans_before(record, as_of)
+    kept = kept_plan_ids(tuple(plans), as_of)
     goals = {g["id"]: g for g in record.goals}
+    stored = {p["id"]: p for p in record.weekly_plans}
+    out = []
+    for plan in plans:
+        goal = goals.get(plan_goal_id(stored[plan.plan_id]) or "")
+        value = None
+        if goal is not None:
+            value = ((goal.get("target") or [{}])[0].get("detailQuantity") or {}).get("value")
+        if isinstance(value, int | float | Decimal):
+            out.append(replace(plan, step_goal=int(value)))
+        elif plan.plan_id in kept:
+            raise PlanningInputError(
+                f"CarePlan/{plan.plan_id} (week of {plan.week_start}) has no step Goal "
+                "with a value"
+            )
+        else:
+            out.append(plan)  # left out of the snapshot by the window; its goal is not read
+    return out
+
+
+def window_goal_ids(record: PatientRecord, as_of: date) -> list[str]:
+    """The Goals the plan of the week of ``as_of`` reads: those of the earlier plans the
+    history window keeps."""
+    kept = kept_plan_ids(tuple(_plans_before(record, as_of)), as_of)
+    plans = {p["id"]: p for p in record.weekly_plans}
+    return sorted({g for i in kept if (g := plan_goal_id(plans[i]))})
+
+
+def _plans_before(record: PatientRecord, as_of: date) -> list[PreviousPlan]:
+    """The earlier plans in force, with a step goal of 0 until their Goal is looked up."""
+    exercises, education = _catalogue_ids()
     raised = _raised_findings(record)
     plans = []
     for start, plan in sorted(plan_weeks(record).items()):
         if start >= as_of:
             continue
-        goal_id = next((i for i in (_ref_id(g, "Goal") for g in plan.get("goal", [])) if i), None)
-        goal = goals.get(goal_id or "")
-        value = None
-        if goal is not None:
-            value = ((goal.get("target") or [{}])[0].get("detailQuantity") or {}).get("value")
-        if not isinstance(value, int | float | Decimal):
-            raise PlanningInputError(
-                f"CarePlan/{plan['id']} (week of {start}) has no step Goal with a value"
-            )
         mode = next(
             (
                 c.get("code")
@@ -487,7 +574,7 @@ def _previous_plans(record: PatientRecord, as_of: date) -> list[PreviousPlan]:
             PreviousPlan(
                 plan_id=plan["id"],
                 week_start=start,
-                step_goal=int(value),
+                step_goal=0,
                 mode=mode if mode in ("standard", "pain-relief", "safety-hold") else "standard",  # type: ignore[arg-type]
                 exercises=tuple(planned),
                 education=tuple(items),
@@ -624,31 +711,11 @@ def build_snapshot(record: PatientRecord, as_of: date) -> PatientSnapshot:
             "clinician as author (a PractitionerRole): safety messages go there"
         )
     start = programme_start(plan)
-    scored = _scored_responses(record)
-    baseline, baseline_responses = _baseline(scored)
-
-    reports, flags, logs, inputs = [], [], [], []
-    for s in scored:
-        if s.response["id"] in baseline_responses:
-            inputs.append(_ref(s.response))
-            continue
-        if s.questionnaire == fc.EXERCISE_FEEDBACK_QUESTIONNAIRE:
-            log = _exercise_log(s)
-            if log is not None and as_of - LOG_WINDOW <= s.day < as_of:
-                logs.append(log)
-                inputs.append(_ref(s.response))
-            continue
-        if s.questionnaire == fc.WEEKLY_QUESTIONNAIRE:
-            answers_given = _red_flags(s)
-            if answers_given is not None and as_of - LOG_WINDOW <= s.day <= as_of:
-                flags.append(answers_given)
-        if s.day < as_of:
-            report = _weekly_report(s, settings.sleep_problem_at_or_below)
-            if report is not None:
-                reports.append(report)
-                inputs.append(_ref(s.response))
+    given = response_inputs(record, as_of)
+    baseline, reports, flags, logs = given.baseline, given.reports, given.flags, given.logs
+    inputs = list(given.inputs)
     steps, step_refs = _step_days(record, as_of)
-    used_days = [s.day for s in scored if s.day < as_of]
+    used_days = list(given.used_days)
     used_days += [
         d
         for c in record.communications

@@ -33,7 +33,11 @@ from fhir_server.events.outbox import INSERT_EVENTS, event_row
 from fhir_server.search import Registry, SearchQuery
 from fhir_server.storage.database import Database
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
-from fhir_server.storage.search_sql import SEARCH_REGISTRY_TTL_S, SearchRegistryCache, match_pks
+from fhir_server.storage.search_sql import (
+    SEARCH_REGISTRY_TTL_S,
+    SearchRegistryCache,
+    matching_pks,
+)
 
 T = TypeVar("T")
 
@@ -262,8 +266,7 @@ class WriteSession:
     def find(self, query: SearchQuery, limit: int) -> list[StoredResource]:
         """Current resources matching a parsed search, at most ``limit`` of them."""
         self.flush()
-        pks = self.conn.execute(match_pks(query).limit(limit)).scalars().all()
-        return self.resources_by_pk(pks)
+        return self.resources_by_pk(matching_pks(self.conn, query, limit))
 
     def search_connection(self) -> Connection:
         """The transaction's connection, for a search inside it (GET entries of a Bundle),

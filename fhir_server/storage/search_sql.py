@@ -1172,6 +1172,27 @@ def count_matches(
     return int(conn.exec_driver_sql(found.sql, found.parameters(shape.values)).scalar_one())
 
 
+def matching_pks(
+    conn: Connection, query: SearchQuery, limit: int, statements: StatementCache | None = None
+) -> list[int]:
+    """``pk`` of at most ``limit`` current resources matching ``query``, in no order: the
+    lookups the server makes for itself (conditional interactions, the planner's reads,
+    access lookups), compiled once per shape like a page (search_shapes)."""
+    statements = STATEMENTS if statements is None else statements
+    if statements.size == 0:
+        return list(conn.execute(match_pks(query).limit(limit)).scalars())
+    shape = page_shape(query, None, 0)
+
+    def build() -> tuple[Select[Any], int]:
+        slotted = page_shape(query, None, 0, slotted=True)
+        assert slotted.query is not None
+        return match_pks(slotted.query).limit(limit), 0
+
+    key = ("match", shape.key, limit)  # the limit is a constant of the statement
+    found = compiled_for(statements, conn.dialect, key, shape.held, build)
+    return [pk for (pk,) in conn.exec_driver_sql(found.sql, found.parameters(shape.values))]
+
+
 def _execute(
     conn: Connection,
     statements: StatementCache,

@@ -288,3 +288,18 @@ def test_migration_0006_adds_and_removes_the_totp_columns(tmp_path: pytest.TempP
     finally:
         db.dispose()
         drop_database(url)
+
+
+def test_generated_identifiers_never_read_as_command_line_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client id or account id is typed at the CLI (``selfback client disable ID``): one
+    starting with ``-`` was read as an option (it happened: ``-9wmNLFWc...``). Values that
+    would start with ``-`` or ``_`` are drawn again."""
+    from fhir_server.auth import credentials
+
+    drawn = iter(["-starts-with-dash", "_underscore", "fine-value"])
+    monkeypatch.setattr(credentials.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert credentials.new_identifier(16) == "fine-value"
+    monkeypatch.undo()
+    assert all(credentials.new_identifier(12)[0] not in "-_" for _ in range(2_000))

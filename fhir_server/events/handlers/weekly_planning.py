@@ -25,7 +25,7 @@ import orjson
 from fhir_server.errors import FhirError
 from fhir_server.events.outbox import OutboxEvent, schedule
 from fhir_server.planning import conventions as fc
-from fhir_server.planning.record import read_record
+from fhir_server.planning.record import read_plans
 from fhir_server.planning.run import plan_and_store
 from fhir_server.planning.schedule import WEEKLY_PLAN, schedule_week, start_schedule
 from fhir_server.planning.snapshot import (
@@ -80,7 +80,7 @@ def plan_after_response(session: WriteSession, event: OutboxEvent, now: int) -> 
     questionnaire = str(response.get("questionnaire") or "").split("|", 1)[0]
     try:
         if questionnaire == fc.BASELINE_QUESTIONNAIRE and plan_weeks(
-            read_record(session, patient_id)
+            read_plans(session, patient_id)
         ):
             # The baseline makes the first plan when the schedule could not (it came
             # first); once there are plans, the weekly check-ins and the schedule go on.
@@ -128,7 +128,7 @@ def plan_scheduled_week(session: WriteSession, event: OutboxEvent, now: int) -> 
     if patient_id is None:
         return "no patient subject"
     try:
-        record = read_record(session, patient_id)
+        record = read_plans(session, patient_id)
         if record.programme_plan["id"] != plan["id"]:
             return "not the patient's current programme plan: not planned"
         if boundary in plan_weeks(record):
