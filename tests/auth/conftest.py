@@ -271,19 +271,7 @@ def _populate(env: SmartEnv, jwks_server: JwksServer) -> None:
             "subject": {"reference": f"Patient/{env.patients['a']}"},
         }
     )
-    patient_app = env.cli(
-        "client",
-        "register",
-        "--name",
-        "SelfBack patient app",
-        "--type",
-        "public",
-        "--redirect-uri",
-        "https://patient-app.example/callback",
-        "--scope",
-        PATIENT_APP_SCOPE,
-    )
-    env.apps["patient"] = App(patient_app["client_id"], "https://patient-app.example/callback")
+    register_patient_app(env)
     clinician_app = env.cli(
         "client",
         "register",
@@ -378,3 +366,20 @@ def world(smart: SmartEnv) -> Any:
     from tests.auth.access_world import build_world
 
     return build_world(smart)
+
+
+def register_patient_app(env: SmartEnv) -> None:
+    """The patient's phone app: a public client with the patient-app scopes."""
+    patient_app = env.cli(
+        "client",
+        "register",
+        "--name",
+        "SelfBack patient app",
+        "--type",
+        "public",
+        "--redirect-uri",
+        "https://patient-app.example/callback",
+        "--scope",
+        PATIENT_APP_SCOPE,
+    )
+    env.apps["patient"] = App(patient_app["client_id"], "https://patient-app.example/callback")

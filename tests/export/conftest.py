@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from tests.auth.conftest import GENEROUS, PATIENT_APP_SCOPE, SmartEnv
-from tests.auth.smart_app import App, BackendKey
+from tests.auth.conftest import GENEROUS, SmartEnv, register_patient_app
+from tests.auth.smart_app import BackendKey
 from tests.conftest import drop_database, fresh_database_url, start_server, stop_server
 from tests.export.bulk_client import BACKENDS
 
@@ -37,19 +37,7 @@ def bulk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmartEnv]:
                 scope,
             )
             env.backends[name] = (registered["client_id"], key)
-        patient_app = env.cli(
-            "client",
-            "register",
-            "--name",
-            "SelfBack patient app",
-            "--type",
-            "public",
-            "--redirect-uri",
-            "https://patient-app.example/callback",
-            "--scope",
-            PATIENT_APP_SCOPE,
-        )
-        env.apps["patient"] = App(patient_app["client_id"], "https://patient-app.example/callback")
+        register_patient_app(env)
         yield env
     finally:
         stop_server(env.server)  # the restart test may have replaced the first server
