@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _common as c  # noqa: E402
 
+from fhir_server.access.claims import Claims  # noqa: E402
+from fhir_server.access.scopes import parse  # noqa: E402
 from fhir_server.audit import AccessRecord, AuditTrail, ServerIdentity  # noqa: E402
-from fhir_server.auth.claims import Claims  # noqa: E402
-from fhir_server.auth.scopes import parse  # noqa: E402
 from fhir_server.config import normalise_database_url  # noqa: E402
 from fhir_server.events.handlers import HANDLERS  # noqa: E402
 from fhir_server.storage.database import Database, open_database  # noqa: E402

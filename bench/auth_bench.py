@@ -628,10 +628,10 @@ def wrk_run(
 
 
 def micro_bench(db: c.BenchDatabase, setup: dict[str, Any], args: argparse.Namespace) -> None:
+    from fhir_server.access.claims import PATIENT, Claims
+    from fhir_server.access.decision import decide
+    from fhir_server.access.scopes import parse
     from fhir_server.audit import AccessRecord, AuditTrail, ServerIdentity
-    from fhir_server.auth.access import decide
-    from fhir_server.auth.claims import PATIENT, Claims
-    from fhir_server.auth.scopes import parse
     from fhir_server.auth.tokens import TokenStore
     from fhir_server.config import normalise_database_url
     from fhir_server.storage.database import open_database

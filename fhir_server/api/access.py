@@ -1,7 +1,7 @@
 """Enforcing the access decision on /fhir: bearer token -> Claims -> decide -> HTTP answer.
 
 Every FHIR route calls :func:`authenticate` first and then asks the :class:`Gate` it gets
-about the interaction; the decision itself is the pure ``fhir_server.auth.access.decide``
+about the interaction; the decision itself is the pure ``fhir_server.access.decision.decide``
 (ARCHITECTURE.md "Access control"). What the routes get back:
 
 - no token: 401 with ``WWW-Authenticate: Bearer realm="<base>"``; an unknown, expired or
@@ -29,8 +29,19 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from fhir_server.audit.records import AccessRecord
-from fhir_server.auth.access import (
+from fhir_server.access.claims import ADMIN, PRACTITIONER, Claims
+from fhir_server.access.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.consent import (
+    ConsentGrants,
+    care_team_patients,
+    grants,
+    named_parties,
+    organizations_of,
+    reaches,
+    roles_of,
+    withdraws,
+)
+from fhir_server.access.decision import (
     Allow,
     Decision,
     Deny,
@@ -41,20 +52,9 @@ from fhir_server.auth.access import (
     decide,
     precheck,
 )
-from fhir_server.auth.access import Consent as ConsentPolicy
-from fhir_server.auth.claims import ADMIN, PRACTITIONER, Claims
-from fhir_server.auth.compartment import PATIENT_COMPARTMENT
-from fhir_server.auth.consent import (
-    ConsentGrants,
-    care_team_patients,
-    grants,
-    named_parties,
-    organizations_of,
-    reaches,
-    roles_of,
-    withdraws,
-)
-from fhir_server.auth.scopes import parse as parse_scopes
+from fhir_server.access.decision import Consent as ConsentPolicy
+from fhir_server.access.scopes import parse as parse_scopes
+from fhir_server.audit.records import AccessRecord
 from fhir_server.client_address import client_address
 from fhir_server.definitions import R4_RESOURCE_TYPES
 from fhir_server.errors import FhirError, Issue, not_found
@@ -608,7 +608,7 @@ def _query_text(params: list[tuple[str, str]]) -> str:
 
 
 def lookup_consents(state: ServerState, user: str, moment: int | None = None) -> ConsentGrants:
-    """What the stored Consents permit ``user`` now (fhir_server.auth.consent): the user's
+    """What the stored Consents permit ``user`` now (fhir_server.access.consent): the user's
     PractitionerRoles and Organizations, the CareTeams naming any of them, the Consents
     naming any of them, then every Consent of those patients (a later blanket refusal, or
     a Consent naming them only in a nested provision, counts too).

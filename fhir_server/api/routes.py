@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server import conformance
+from fhir_server.access.decision import Deny
 from fhir_server.api.access import Gate, StoredView, authenticate, require
 from fhir_server.api.negotiation import (
     FORM,
@@ -30,7 +31,6 @@ from fhir_server.api.negotiation import (
     render,
     render_value,
 )
-from fhir_server.auth.access import Deny
 from fhir_server.definitions import R4_RESOURCE_TYPES
 from fhir_server.errors import FhirError, Issue, error, gone, not_found, operation_outcome
 from fhir_server.formats.fhir_json import parse_fhir_json

@@ -39,8 +39,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from fhir_server.access.compartment import PATIENT_COMPARTMENT
 from fhir_server.audit.records import AccessRecord
-from fhir_server.auth.compartment import PATIENT_COMPARTMENT
 from fhir_server.search.extraction import Rows, converter
 from fhir_server.search.paths import reference_type
 from fhir_server.search.registry import TABLE_OF_TYPE

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from fhir_server.auth.claims import Claims
+from fhir_server.access.claims import Claims
 
 
 @dataclass(frozen=True, slots=True)

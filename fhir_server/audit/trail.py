@@ -40,10 +40,10 @@ from typing import Any
 import orjson
 from sqlalchemy import bindparam, select
 
+from fhir_server.access.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.decision import compartment_patients
 from fhir_server.audit.balp import ServerIdentity, audit_event, index_rows, patients_in_query
 from fhir_server.audit.records import AccessRecord
-from fhir_server.auth.access import compartment_patients
-from fhir_server.auth.compartment import PATIENT_COMPARTMENT
 from fhir_server.interactions.write import write_version
 from fhir_server.search import Registry, registry
 from fhir_server.search.extraction import Rows

@@ -1,10 +1,12 @@
-"""The SMART-on-FHIR authorization server and the access decision (docs/AUTH.md).
+"""The SMART-on-FHIR authorization server: endpoints, grants, tokens, clients, keys,
+accounts and onboarding (docs/AUTH.md).
 
-Public API (pure, light to import)::
+What a token may do is decided elsewhere, in ``fhir_server.access`` (the one access
+decision); this package only issues, refreshes, introspects and revokes tokens, and asks
+``fhir_server.access`` at the authorize step whether the chosen patient is reachable.
 
-    decide(claims, interaction, type, resource_or_query, ...) -> Allow | Deny | Filter
-    Claims                                what an access token stands for
-    Scopes, parse_scopes                  SMART v1/v2 scope parsing
+Public API::
+
     capability_security(base_url)         CapabilityStatement.rest.security (oauth-uris)
 
 The HTTP and CLI halves, imported where they are wired in::
@@ -16,20 +18,6 @@ The HTTP and CLI halves, imported where they are wired in::
         `selfback client|keys|activation-code|account ...`
 """
 
-from fhir_server.auth.access import Allow, Consent, Deny, Filter, decide
-from fhir_server.auth.claims import Claims
 from fhir_server.auth.discovery import capability_security
-from fhir_server.auth.scopes import Scopes
-from fhir_server.auth.scopes import parse as parse_scopes
 
-__all__ = [
-    "Allow",
-    "Claims",
-    "Consent",
-    "Deny",
-    "Filter",
-    "Scopes",
-    "capability_security",
-    "decide",
-    "parse_scopes",
-]
+__all__ = ["capability_security"]

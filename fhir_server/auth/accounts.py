@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import insert, or_, select, update
 
-from fhir_server.auth.claims import ADMIN, PATIENT, PRACTITIONER, ROLES
+from fhir_server.access.claims import ADMIN, PATIENT, PRACTITIONER, ROLES
 from fhir_server.auth.credentials import (
     digest,
     hash_password,

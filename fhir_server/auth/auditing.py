@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
+from fhir_server.access.claims import Claims
+from fhir_server.access.scopes import parse
 from fhir_server.audit.records import AccessRecord, AuditSink
-from fhir_server.auth.claims import Claims
-from fhir_server.auth.scopes import parse
 from fhir_server.auth.server import HttpRequest
 from fhir_server.versioning import now_us
 

@@ -32,16 +32,8 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from sqlalchemy import delete, insert, select, update
 from starlette.responses import HTMLResponse, Response
 
-from fhir_server.auth import pages
-from fhir_server.auth.accounts import Account, AccountError, normalise_phone
-from fhir_server.auth.auditing import person, record_login
-from fhir_server.auth.claims import PATIENT, Claims
-from fhir_server.auth.credentials import digest, new_secret, same
-from fhir_server.auth.grants import Approval
-from fhir_server.auth.login import Login, mask_phone
-from fhir_server.auth.messages import LOCALES, pick_locale, text
-from fhir_server.auth.policy import LOGIN_FLOW_TTL, ROLE_SCOPES
-from fhir_server.auth.scopes import (
+from fhir_server.access.claims import PATIENT, Claims
+from fhir_server.access.scopes import (
     FHIR_USER,
     LAUNCH,
     LAUNCH_ENCOUNTER,
@@ -51,6 +43,14 @@ from fhir_server.auth.scopes import (
     parse,
     render,
 )
+from fhir_server.auth import pages
+from fhir_server.auth.accounts import Account, AccountError, normalise_phone
+from fhir_server.auth.auditing import person, record_login
+from fhir_server.auth.credentials import digest, new_secret, same
+from fhir_server.auth.grants import Approval
+from fhir_server.auth.login import Login, mask_phone
+from fhir_server.auth.messages import LOCALES, pick_locale, text
+from fhir_server.auth.policy import LOGIN_FLOW_TTL, ROLE_SCOPES
 from fhir_server.auth.server import HttpRequest, SmartAuthorizationServer
 from fhir_server.auth.tables import auth_login_flow
 from fhir_server.auth.urls import auth_base

@@ -26,8 +26,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import insert, select, update
 
+from fhir_server.access.scopes import Scopes, intersect, parse, render
 from fhir_server.auth.credentials import digest, new_identifier, new_secret, same
-from fhir_server.auth.scopes import Scopes, intersect, parse, render
 from fhir_server.auth.tables import auth_client
 from fhir_server.storage.database import Database
 

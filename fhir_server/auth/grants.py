@@ -35,9 +35,9 @@ from authlib.oauth2.rfc6749.grants import (
 from authlib.oauth2.rfc6749.hooks import hooked
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from fhir_server.access.scopes import Scopes, intersect, is_custom, is_subset, parse, render
 from fhir_server.auth.credentials import same
 from fhir_server.auth.policy import CODE_TTL
-from fhir_server.auth.scopes import Scopes, intersect, is_custom, is_subset, parse, render
 from fhir_server.auth.server import HttpRequest, context_response
 from fhir_server.auth.tokens import REFRESH, AuthorizationCode, Grant, Token
 from fhir_server.auth.urls import same_url

@@ -17,9 +17,9 @@ from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.core.util import create_half_hash
 from joserfc import jwt
 
+from fhir_server.access.scopes import FHIR_USER
 from fhir_server.auth.keys import SIGNING_ALG
 from fhir_server.auth.policy import ID_TOKEN_TTL
-from fhir_server.auth.scopes import FHIR_USER
 from fhir_server.auth.server import AuthServices, HttpRequest
 from fhir_server.auth.tokens import Grant
 

@@ -15,9 +15,9 @@ from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
+from fhir_server.access.scopes import Scopes, parse
 from fhir_server.auth.id_token import fhir_user_url, subject_of
 from fhir_server.auth.policy import INTROSPECT_SCOPE
-from fhir_server.auth.scopes import Scopes, parse
 from fhir_server.auth.server import HttpRequest, context_response
 from fhir_server.auth.tokens import ACCESS, REFRESH, Token
 

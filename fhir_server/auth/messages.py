@@ -6,7 +6,7 @@ the ``Accept-Language`` header; the person can switch on every page.
 
 from __future__ import annotations
 
-from fhir_server.auth.scopes import (
+from fhir_server.access.scopes import (
     FHIR_USER,
     LAUNCH,
     LAUNCH_ENCOUNTER,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
+from fhir_server.access.scopes import parse_resource_scope
 from fhir_server.auth.messages import LOCALES, TEXT, describe_scope, text
-from fhir_server.auth.scopes import parse_resource_scope
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f4f6f8;color:#1d2733}

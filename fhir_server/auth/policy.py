@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhir_server.auth.claims import ADMIN, PATIENT, PRACTITIONER
-from fhir_server.auth.scopes import Scopes, parse
+from fhir_server.access.claims import ADMIN, PATIENT, PRACTITIONER
+from fhir_server.access.scopes import Scopes, parse
 from fhir_server.config import Settings
 
 # Lifetimes, in seconds.

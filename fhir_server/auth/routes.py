@@ -30,10 +30,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from fhir_server.access.claims import Claims
 from fhir_server.audit.records import AccessRecord
 from fhir_server.auth.auditing import record_token_endpoint
 from fhir_server.auth.authorize import COOKIE, AuthorizeEndpoint, Step
-from fhir_server.auth.claims import Claims
 from fhir_server.auth.discovery import openid_configuration, smart_configuration
 from fhir_server.auth.launch import LaunchError, check_fhir_context
 from fhir_server.auth.policy import (

@@ -26,6 +26,7 @@ from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from starlette.responses import Response
 
+from fhir_server.access.scopes import OFFLINE_ACCESS, parse
 from fhir_server.audit.records import AuditSink
 from fhir_server.audit.trail import DisabledAudit
 from fhir_server.auth.accounts import Accounts
@@ -41,7 +42,6 @@ from fhir_server.auth.policy import (
     Limits,
 )
 from fhir_server.auth.rate_limits import RateLimits
-from fhir_server.auth.scopes import OFFLINE_ACCESS, parse
 from fhir_server.auth.sms import SmsSender, sms_sender
 from fhir_server.auth.tokens import TokenStore
 from fhir_server.auth.urls import auth_base

@@ -21,9 +21,9 @@ from authlib.oauth2.rfc6749 import TokenMixin
 from authlib.oidc.core import AuthorizationCodeMixin
 from sqlalchemy import and_, delete, insert, select, update
 
-from fhir_server.auth.claims import PRACTITIONER, Claims
+from fhir_server.access.claims import PRACTITIONER, Claims
+from fhir_server.access.scopes import parse
 from fhir_server.auth.credentials import digest, new_secret
-from fhir_server.auth.scopes import parse
 from fhir_server.auth.tables import auth_code, auth_grant, auth_launch, auth_token
 from fhir_server.storage.database import Database
 

@@ -3,7 +3,7 @@
 The types come from the request (``_type``) or the level: every type at system level; at
 Patient and Group level the Patient and every type of the R4 Patient compartment
 (export.html#endpoint---all-patients, #endpoint---group-of-patients). Each type is then
-decided by the one access decision (``fhir_server.auth.access.decide``, interaction
+decided by the one access decision (``fhir_server.access.decision.decide``, interaction
 ``export``) under the job's system/ scopes:
 
 - ``Allow``: every resource of the type;
@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fhir_server.auth.access import Deny, Filter, decide
-from fhir_server.auth.claims import Claims
-from fhir_server.auth.compartment import PATIENT_COMPARTMENT
-from fhir_server.auth.scopes import ResourceScope, Scopes
-from fhir_server.auth.scopes import parse as parse_scopes
+from fhir_server.access.claims import Claims
+from fhir_server.access.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.decision import Deny, Filter, decide
+from fhir_server.access.scopes import ResourceScope, Scopes
+from fhir_server.access.scopes import parse as parse_scopes
 from fhir_server.export.kickoff import type_filter_nodes
 from fhir_server.export.selection import TypeSelection
 from fhir_server.search.query import Node, Permitted

@@ -17,11 +17,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from fhir_server.access.claims import Claims
+from fhir_server.access.decision import Deny, decide
 from fhir_server.api.access import Gate, StoredView, authenticate
 from fhir_server.api.negotiation import parse_resource_body
 from fhir_server.api.routes import base_url, read_body, state
-from fhir_server.auth.access import Deny, decide
-from fhir_server.auth.claims import Claims
 from fhir_server.definitions import R4_RESOURCE_TYPES
 from fhir_server.errors import FhirError, Issue, error, not_found, operation_outcome
 from fhir_server.export.jobs import ACCEPTED, COMPLETED, FAILED, ExportJob, ExportJobs

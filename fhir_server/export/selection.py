@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exists, false, or_, select, true
 
-from fhir_server.auth.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.compartment import PATIENT_COMPARTMENT
 from fhir_server.search.query import Node, SearchQuery
 from fhir_server.storage.schema import resource, sp_reference
 from fhir_server.storage.search_sql import match_pks

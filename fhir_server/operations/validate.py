@@ -31,7 +31,7 @@ What is checked is what a write would check, by the same code:
 Modes: ``create`` -- the content as above (any id in it is ignored, as by create,
 http.html#create). ``update`` -- the body's id must be the URL's (a PUT answers 400
 otherwise), and an AuditEvent cannot be updated while access control is on (the policy
-in ``fhir_server.auth.access``: append-only). ``delete`` -- the content is ignored; this
+in ``fhir_server.access.decision``: append-only). ``delete`` -- the content is ignored; this
 server enforces no referential integrity on delete, so the answer is OK unless the
 resource is an AuditEvent under access control (an instance that does not exist is a
 404 or 410 before the operation runs, as for every instance-level operation here). ``profile`` -- the stored resource against the nominated profile.
@@ -56,7 +56,7 @@ from fhir_server.validation import validate_resource
 
 MODES = ("create", "update", "delete", "profile")
 INSTANCE_MODES = ("update", "delete", "profile")
-# The resource type the access policy keeps append-only (fhir_server/auth/access.py).
+# The resource type the access policy keeps append-only (fhir_server/access/decision.py).
 APPEND_ONLY = "AuditEvent"
 
 

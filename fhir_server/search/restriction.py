@@ -1,6 +1,6 @@
 """Access control as a rewrite of a parsed search (parse -> rewrite -> generate).
 
-The access decision (fhir_server.auth.access.decide) answers a search with a *filter*:
+The access decision (fhir_server.access.decision.decide) answers a search with a *filter*:
 for each resource type, alternatives of search parameters that must all hold, e.g.
 ``{"Observation": ((("subject", "Patient/p1"),), (("performer", "Patient/p1"),))}``. This
 module turns such a filter into a :class:`Permitted` node and adds it to the query, so
@@ -78,7 +78,7 @@ def _parse_alternative(
     if any(not value for _, value in pairs):
         return None  # an empty value would constrain nothing: fail closed
     # The values arrive decoded: the access decision percent-decodes a query scope once
-    # (fhir_server.auth.access.decoded_query), for searches and single resources alike,
+    # (fhir_server.access.decision.decoded_query), for searches and single resources alike,
     # so decoding again here would turn a literal "%25" into "%".
     try:
         query = parse_search(

@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
+from fhir_server.access.claims import Claims
+from fhir_server.access.scopes import parse
 from fhir_server.audit import AccessRecord, ServerIdentity, audit_event
 from fhir_server.audit.balp import (
     AUTH_EVENT_SYSTEM,
@@ -24,8 +26,6 @@ from fhir_server.audit.balp import (
     SUBJECT_SYSTEM,
     patients_in_query,
 )
-from fhir_server.auth.claims import Claims
-from fhir_server.auth.scopes import parse
 from fhir_server.validation import validate_resource
 
 SERVER = ServerIdentity(site="https://selfback.example/fhir")

@@ -340,8 +340,8 @@ def test_stored_index_rows_are_what_extraction_makes_of_the_stored_events(
 ) -> None:
     """End to end, as stored in the index tables: the rows of every AuditEvent the trail
     wrote are the rows extraction makes of its stored body (a reindex would change nothing)."""
-    from fhir_server.auth.claims import Claims
-    from fhir_server.auth.scopes import parse
+    from fhir_server.access.claims import Claims
+    from fhir_server.access.scopes import parse
 
     person = Claims(
         client_id="app", scopes=parse("patient/*.rs"), subject="s1", fhir_user="Patient/p1"

@@ -1,5 +1,5 @@
 """The access decision: every resource type kind x interaction x scope kind (patient, user,
-system; v1 and v2) answers Allow, Deny or Filter as specified (fhir_server.auth.access)."""
+system; v1 and v2) answers Allow, Deny or Filter as specified (fhir_server.access.decision)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from fhir_server.auth.access import (
+from fhir_server.access.claims import Claims
+from fhir_server.access.decision import (
     PERMISSIONS,
     Allow,
     Deny,
@@ -18,8 +19,7 @@ from fhir_server.auth.access import (
     decide,
     matches_query,
 )
-from fhir_server.auth.claims import Claims
-from fhir_server.auth.scopes import parse
+from fhir_server.access.scopes import parse
 
 P1, P2 = "p1", "p2"
 CLINICIAN = "Practitioner/d1"

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from fhir_server.auth.access import compartment_patients
-from fhir_server.auth.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.decision import compartment_patients
 from fhir_server.search import extract_index_rows
 from tests.auth.access_world import REPRESENTATIVE, body_for
 

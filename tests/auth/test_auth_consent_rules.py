@@ -1,4 +1,4 @@
-"""The Consent rules (fhir_server/auth/consent.py), table-driven: which stored Consents let
+"""The Consent rules (fhir_server/access/consent.py), table-driven: which stored Consents let
 a practitioner see a patient now. Pure; the HTTP behaviour is in test_auth_enforcement."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fhir_server.auth.consent import (
+from fhir_server.access.consent import (
     care_team_patients,
     grants,
     named_parties,

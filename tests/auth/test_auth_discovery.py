@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from fhir_server.auth.scopes import parse
+from fhir_server.access.scopes import parse
 from tests.auth.conftest import SmartEnv
 
 pytestmark = pytest.mark.db

@@ -13,8 +13,8 @@ import httpx
 import orjson
 import pytest
 
-from fhir_server.auth.access import SHARED_TYPES
-from fhir_server.auth.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.decision import SHARED_TYPES
 from fhir_server.definitions import R4_RESOURCE_TYPES
 from tests.auth.access_world import (
     KINDS,

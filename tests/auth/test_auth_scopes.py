@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_server.auth.policy import ROLE_SCOPES
-from fhir_server.auth.scopes import (
+from fhir_server.access.scopes import (
     ResourceScope,
     intersect,
     is_subset,
@@ -13,6 +12,7 @@ from fhir_server.auth.scopes import (
     parse_resource_scope,
     render,
 )
+from fhir_server.auth.policy import ROLE_SCOPES
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from fhir_server.auth.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.compartment import PATIENT_COMPARTMENT
 from fhir_server.definitions import R4_RESOURCE_TYPES
 from fhir_server.errors import FhirError
 from fhir_server.export.kickoff import (

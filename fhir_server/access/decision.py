@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from fhir_server.auth.claims import ADMIN, PATIENT, Claims
-from fhir_server.auth.compartment import PATIENT_COMPARTMENT
-from fhir_server.auth.scopes import ResourceScope
+from fhir_server.access.claims import ADMIN, PATIENT, Claims
+from fhir_server.access.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.scopes import ResourceScope
 from fhir_server.search import extract_index_rows
 from fhir_server.search.text import normalise
 
@@ -137,7 +137,7 @@ Decision = Allow | Deny | Filter
 class Consent(Protocol):
     """The clinician-consent policy (SEC-02): does an active Consent from the patient
     permit this user (a ``Practitioner/..`` reference, or its Organization) this resource
-    -- or, for a search, every resource of this type (fhir_server.auth.consent)?"""
+    -- or, for a search, every resource of this type (fhir_server.access.consent)?"""
 
     def permits(
         self, user: str, patient_id: str, resource: Mapping[str, Any] | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhir_server.auth.scopes import Scopes
+from fhir_server.access.scopes import Scopes
 
 PATIENT = "patient"
 PRACTITIONER = "practitioner"

@@ -114,7 +114,7 @@ class _Request:
 @dataclass(slots=True)
 class ConsentGrants:
     """The answer for one user, looked up once per request: the :class:`Consent` protocol
-    of fhir_server.auth.access.
+    of fhir_server.access.decision.
 
     ``consents``: the in-force and withdrawn Consents per patient id; ``linked``: the
     patients an active CareTeam links the user to, or None when the installation does
