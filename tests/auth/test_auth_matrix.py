@@ -31,7 +31,7 @@ pytestmark = pytest.mark.db
 
 OWNERS = {
     "Patient": ("a", "b"),
-    "Observation": ("a", "b"),
+    "Observation": ("a", "b", "ab"),
     "QuestionnaireResponse": ("a", "b"),
     "CarePlan": ("a", "b"),
     "Goal": ("a", "b"),
