@@ -16,8 +16,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from fhir_server.api.refusals import RefusalLimiter
 from fhir_server.api.routes import ROUTES, error_response
 from fhir_server.audit import AuditProcess, AuditTrail, ServerIdentity
+from fhir_server.audit.coalesce import CoalescingAudit
 from fhir_server.config import Settings
 from fhir_server.content import load_programme_content
 from fhir_server.errors import FhirError, error
@@ -64,6 +66,12 @@ def create_app(settings: Settings | None = None) -> FhirFirst:
             state.audit = AuditProcess(settings.database_url, identity)
         else:
             state.audit = AuditTrail(repository, identity)
+        # A flood of refusals makes a handful of AuditEvents, not one each
+        # (fhir_server/audit/coalesce.py, docs/DEPLOYMENT.md "Limits").
+        state.audit = CoalescingAudit(
+            state.audit, window=settings.refusal_window, detail=settings.refusal_audit_detail
+        )
+    state.refusals = RefusalLimiter(settings.refusal_limit, settings.refusal_window)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -156,10 +156,33 @@ def audit_event(record: AccessRecord, server: ServerIdentity) -> dict[str, Any]:
             "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}],
         },
     }
+    if record.period_us is not None:
+        # R4 AuditEvent.period: "the period during which the activity occurred" -- the
+        # window a coalesced summary covers.
+        event["period"] = {
+            "start": instant(record.period_us[0]),
+            "end": instant(record.period_us[1]),
+        }
     entities = entities_of(record)
+    if record.count > 1 or record.period_us is not None:
+        entities.append(coalesced_entity(record))
     if entities:
         event["entity"] = entities
     return event
+
+
+# A summary of refused requests (fhir_server.audit.coalesce): the requests it stands for,
+# as an entity of type 2 System Object whose detail carries the count (R4
+# AuditEvent.entity.detail: "tagged value pairs for conveying additional information").
+COALESCED_DETAIL = "coalesced-requests"
+
+
+def coalesced_entity(record: AccessRecord) -> dict[str, Any]:
+    return {
+        "type": SYSTEM_OBJECT,
+        "description": f"{record.count} requests refused with HTTP {record.outcome}",
+        "detail": [{"type": COALESCED_DETAIL, "valueString": str(record.count)}],
+    }
 
 
 def outcome_code(status: int) -> str:
