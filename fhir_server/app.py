@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from fhir_server.api.limits import request_line_refusal
 from fhir_server.api.refusals import RefusalLimiter
 from fhir_server.api.routes import ROUTES, error_response
 from fhir_server.audit import AuditProcess, AuditTrail, ServerIdentity
@@ -161,6 +162,11 @@ class FhirFirst:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _is_fhir(scope["path"]):
+            # URL length and forbidden characters, before any route (fhir_server/api/limits.py)
+            refused = request_line_refusal(scope, self.app.state.fhir.settings)
+            if refused is not None:
+                await error_response(refused, Request(scope))(scope, receive, send)
+                return
             await self.fhir(scope, receive, send)
         else:
             await self.app(scope, receive, send)
