@@ -34,7 +34,7 @@ _ESCAPED_CONTROL = re.compile(rb"\\u00[01][0-9a-fA-F]")
 class StructureLimits:
     max_depth: int = 64
     max_array_items: int = 10_000
-    max_elements: int = 500_000
+    max_elements: int = 200_000
 
 
 def too_costly(diagnostics: str) -> FhirError:
