@@ -7,10 +7,10 @@ import orjson
 import pytest
 from lxml import etree
 
-from fhir_server.api.limits import body_limit, request_line_refusal
-from fhir_server.api.refusals import RefusalLimiter
 from fhir_server.access.claims import ADMIN, PATIENT, PRACTITIONER, Claims
 from fhir_server.access.scopes import parse as parse_scopes
+from fhir_server.api.limits import body_limit, request_line_refusal
+from fhir_server.api.refusals import RefusalLimiter
 from fhir_server.audit.balp import COALESCED_DETAIL, ServerIdentity, audit_event, index_rows
 from fhir_server.audit.coalesce import CoalescingAudit
 from fhir_server.audit.records import AccessRecord
@@ -239,7 +239,12 @@ def test_ordinary_searches_pass() -> None:
 
 
 def scope(path: str, query: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None) -> dict:  # type: ignore[type-arg]
-    return {"path": path, "raw_path": path.encode(), "query_string": query, "headers": headers or []}
+    return {
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "headers": headers or [],
+    }
 
 
 def test_request_line_limits() -> None:
