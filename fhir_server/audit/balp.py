@@ -196,7 +196,18 @@ def outcome_code(status: int) -> str:
 
 def outcome_description(record: AccessRecord) -> str:
     text = f"HTTP {record.outcome}"
-    return f"{text}: {record.reason}" if record.reason else text
+    return f"{text}: {printable(record.reason)}" if record.reason else text
+
+
+# FHIR R4 datatypes.html#string: no code points below 32 but tab, CR and LF. What a client
+# sent (a scope, a client_id, a reason quoting them) may hold them; PostgreSQL cannot store
+# U+0000 at all, and one such AuditEvent would fail the whole batch it is written in.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with the characters an R4 string may not hold replaced by U+FFFD."""
+    return _CONTROL.sub("\ufffd", text)
 
 
 def agents(record: AccessRecord) -> list[dict[str, Any]]:
@@ -205,6 +216,7 @@ def agents(record: AccessRecord) -> list[dict[str, Any]]:
     a failed sign-in) is still recorded as the requestor, by address only."""
     claims = record.claims
     client_id = record.client_id or (claims.client_id if claims else None)
+    client_id = printable(client_id) if client_id else client_id
     person: dict[str, Any] | None = None
     if claims is not None and (claims.fhir_user or claims.subject):
         person = {

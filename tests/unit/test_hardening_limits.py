@@ -262,3 +262,13 @@ def test_request_line_limits() -> None:
         scope("/fhir/Patient", headers=[(b"if-none-exist", b"identifier=a%00")]), settings
     )
     assert header is not None and header.status == 400
+
+
+def test_an_audit_event_never_holds_a_character_r4_forbids() -> None:
+    """What a client sent (a client_id, a scope quoted in the reason) may hold U+0000;
+    PostgreSQL cannot store it, and one such AuditEvent would fail its whole batch."""
+    record = AccessRecord("token", 400, 0, client_id="app\u0000", reason="scope=a\u0000\u0007b")
+    event = audit_event(record, ServerIdentity("test"))
+    text = orjson.dumps(event).decode()
+    assert "\\u0000" not in text and "\\u0007" not in text
+    assert event["outcomeDesc"] == "HTTP 400: scope=a\ufffd\ufffdb"
