@@ -493,3 +493,35 @@ def test_u0000_in_a_batch_entry_url_is_that_entry_s_400(hostile: Hostile) -> Non
     assert response.status_code == 200, response.text[:500]
     first, second = (e["response"]["status"] for e in response.json()["entry"])
     assert first.startswith("400") and second.startswith("200")
+
+
+def test_conditional_criteria_past_the_search_limits_are_400(hostile: Hostile) -> None:
+    """Criteria come by URL, header or Bundle entry; within 8 KiB a URL still holds 1,100
+    repeats of a short parameter, which SQLite could not run (500 before)."""
+    repeated = "&".join(["name=a"] * 1100)
+    assert len(repeated) < 8192
+    deleted = httpx.delete(
+        f"{hostile.fhir}/Patient?{repeated}", headers=hostile.as_backend(), timeout=TIMEOUT
+    )
+    assert_outcome(deleted, 400)
+    created = httpx.post(
+        f"{hostile.fhir}/Patient",
+        json={"resourceType": "Patient"},
+        headers={**hostile.as_backend(), "If-None-Exist": repeated},
+        timeout=TIMEOUT,
+    )
+    assert_outcome(created, 400)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {"resourceType": "Patient"},
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": repeated},
+            }
+        ],
+    }
+    transaction = httpx.post(
+        f"{hostile.fhir}/", json=bundle, headers=hostile.as_backend(), timeout=TIMEOUT
+    )
+    assert_outcome(transaction, 400)
