@@ -25,7 +25,9 @@ class ServerState:
     _capabilities: dict[str, bytes] = field(default_factory=dict)
     # Where access decisions, sign-ins and token events are recorded (fhir_server.audit);
     # ``record`` is cheap and never raises.
-    audit: AuditTrail | AuditProcess | DisabledAudit | CoalescingAudit = field(default_factory=DisabledAudit)
+    audit: AuditTrail | AuditProcess | DisabledAudit | CoalescingAudit = field(
+        default_factory=DisabledAudit
+    )
     # Refusals limited per client address (fhir_server.api.refusals); None: unlimited.
     refusals: RefusalLimiter | None = None
     # The bulk export worker (fhir_server.export.runner), woken by a kick-off.
