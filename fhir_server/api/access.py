@@ -49,6 +49,7 @@ from fhir_server.access.decision import (
 from fhir_server.access.decision import Consent as ConsentPolicy
 from fhir_server.access.lookups import lookup_consents, withdrawn_practitioners
 from fhir_server.access.scopes import parse as parse_scopes
+from fhir_server.api import refusals
 from fhir_server.audit.records import AccessRecord
 from fhir_server.client_address import client_address
 from fhir_server.definitions import R4_RESOURCE_TYPES
@@ -171,6 +172,14 @@ def _record(
     reason: str = "",
     **fields: Any,
 ) -> None:
+    # -- hardening: a 401/403 past the address's limit is answered 429 instead, and
+    # recorded as such (fhir_server/api/refusals.py; the trail coalesces refusals,
+    # fhir_server/audit/coalesce.py) --
+    throttled = refusals.throttled(state, outcome, ip)
+    if throttled is not None:
+        _record(state, action, 429, claims, ip, rtype, throttled.issues[0].diagnostics, **fields)
+        raise throttled
+    # -- end hardening --
     audit = getattr(state, "audit", None)
     if audit is None:
         return  # a ServerState built without a trail (tests of the rooms alone)

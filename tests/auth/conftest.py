@@ -52,6 +52,10 @@ GENEROUS = {
     "SELFBACK_SMS_IP_HOURLY_LIMIT": "10000",
     "SELFBACK_SMS_HOURLY_LIMIT": "10000",
     "SELFBACK_LOGIN_IP_FAILURE_LIMIT": "10000",
+    # Refusals are the point of many tests here: no 429s, every one audited one by one
+    # (tests/integration/test_hostile_inputs.py checks the defaults' behaviour).
+    "SELFBACK_REFUSAL_LIMIT": "1000000",
+    "SELFBACK_REFUSAL_AUDIT_DETAIL": "1000000",
 }
 
 
