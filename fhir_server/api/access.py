@@ -49,6 +49,7 @@ from fhir_server.access.decision import (
 from fhir_server.access.decision import Consent as ConsentPolicy
 from fhir_server.access.lookups import lookup_consents, withdrawn_practitioners
 from fhir_server.access.scopes import parse as parse_scopes
+from fhir_server.access.write_authority import refusal as write_refusal
 from fhir_server.api import refusals
 from fhir_server.audit.records import AccessRecord
 from fhir_server.client_address import client_address
@@ -500,6 +501,18 @@ class Gate:
             # the new content is a 403, never a 404.
             self.record(interaction, 403, rtype, decision.reason, resource_id=id)
             raise self.forbidden(decision.reason)
+        # Who may author what (fhir_server.access.write_authority), once the scopes and
+        # the patient's Consent allowed the write.
+        refused = write_refusal(
+            self.claims,
+            interaction,
+            rtype,
+            {**resource, "id": id} if resource is not None else None,
+            before,
+        )
+        if refused:
+            self.record(interaction, 403, rtype, refused, resource_id=id)
+            raise self.forbidden(refused)
         patients = compartment_patients({**subject, "id": id}) if subject else frozenset()
         if before is not None:
             patients |= compartment_patients(before)

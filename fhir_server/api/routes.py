@@ -716,10 +716,16 @@ async def operation(request: Request) -> Response:
         now=now_us(),
     )
     found = find_operation(OPERATIONS, call)
-    authorize_operation(gate, found.changes_state, call)
+    if found.server_writes is not None:
+        authorize_server_writes(gate, found.server_writes, call)
+    else:
+        authorize_operation(gate, found.changes_state, call)
+    # An operation whose writes are the server's own runs without the caller's access
+    # context; every other one writes as the caller, decided like any write.
+    access = None if found.server_writes is not None else gate
     try:
         result = await run_in_threadpool(
-            run_as, gate, looked_up, gate, found.run, state(request).repository, call
+            run_as, access, looked_up, gate, found.run, state(request).repository, call
         )
     except FhirError as exc:
         gate.record("operation", exc.status, rtype, str(exc), operation=call.name)
@@ -728,6 +734,25 @@ async def operation(request: Request) -> Response:
     body = result.body if isinstance(result.body, bytes) else None
     rendered = render(body, prefs) if body is not None else render_value(result.body, prefs)  # type: ignore[arg-type]
     return fhir_response(rendered, prefs, result.status)
+
+
+def authorize_server_writes(gate: Gate, requires: tuple[str, str], call: OperationCall) -> None:
+    """An operation that writes on the server's authority (``Operation.server_writes``):
+    the caller may read the target (404 exactly as a read, so nothing tells an
+    unreachable patient from an unknown one) and holds ``requires`` -- e.g. ``c`` on
+    CarePlan for ``$plan-week`` -- else 403 naming it. Never a 404 for a resource the
+    server itself makes."""
+    letter, rtype = requires
+    if call.level == "instance":
+        assert call.rtype is not None and call.id is not None
+        admitted(gate, "read", call.rtype, call.id, gate.state.repository.read(call.rtype, call.id))
+    require(
+        any(s.allows(rtype, letter) for s in gate.claims.scopes.resources),
+        gate,
+        "operation",
+        call.rtype,
+        f"${call.name} needs a scope with {letter!r} on {rtype}",
+    )
 
 
 def authorize_operation(gate: Gate, changes_state: bool, call: OperationCall) -> None:

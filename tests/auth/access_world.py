@@ -50,7 +50,8 @@ def body_for(rtype: str, patient: str, *, tag: str = "") -> dict[str, Any]:
         return {
             "resourceType": "Observation",
             "status": "final",
-            "category": [{"coding": [{"system": CATEGORY, "code": tag or "survey"}]}],
+            # activity: what a patient may record itself (fhir_server.access.write_authority)
+            "category": [{"coding": [{"system": CATEGORY, "code": tag or "activity"}]}],
             "code": {"coding": [{"system": LOINC, "code": "72514-3"}]},
             "subject": ref,
             "valueInteger": 3,
