@@ -38,7 +38,10 @@ from plan_engine.validation import SnapshotError, validate_snapshot
 # 1.1.0: simulator findings 1-3 fixed; 1.2.0: findings 4-6 fixed (docs/SIMULATION.md):
 # a finding is raised once per source item, unpassed quizzes rotate, and the engine plans
 # from a bounded window of history (plan_engine.history).
-ENGINE_VERSION = "1.2.0"
+# 1.3.0: pain-relief mode is bounded (PR-MAX-WEEKS, REV-PAIN-RELIEF-LIMIT) and followed by a
+# graded return (PR-GRADED-RETURN); clinician goals outside the override bounds are refused;
+# exercise ratings (easy / right / hard / painful) and the goal-setting answers are used.
+ENGINE_VERSION = "1.3.0"
 PLAN_DAYS = 7
 
 
@@ -79,15 +82,50 @@ def awaiting_review(snapshot: PatientSnapshot, earlier: tuple[PreviousPlan, ...]
     )
 
 
+def pain_relief_weeks(earlier: tuple[PreviousPlan, ...]) -> int:
+    """How many plan weeks in a row, up to the newest, were in pain-relief mode."""
+    weeks = 0
+    for plan in reversed(earlier):
+        if plan.mode != codes.MODE_PAIN_RELIEF:
+            break
+        weeks += 1
+    return weeks
+
+
 def choose_mode(
     findings: tuple[SafetyFinding, ...],
     features: Features,
     rules: Rules,
     previous: PreviousPlan | None = None,
     unreviewed_hold: Reason | None = None,
+    relief_weeks: int = 0,
 ) -> tuple[str, tuple[Reason, ...]]:
     """Safety hold beats pain-relief mode beats the standard plan. A hold without a
-    clinician's review stays a hold; pain-relief mode goes on while pain keeps rising."""
+    clinician's review stays a hold; pain-relief mode goes on while pain keeps rising, but
+    never longer than ``pain_relief_mode.max_consecutive_weeks`` (PR-MAX-WEEKS): NICE NG59
+    1.2.1 advises staying active, so after that a graded return is planned instead."""
+    mode, reasons = _choose_mode(findings, features, rules, previous, unreviewed_hold)
+    limit = rules.pain_relief.max_consecutive_weeks
+    if mode == codes.MODE_PAIN_RELIEF and relief_weeks >= limit:
+        return codes.MODE_STANDARD, (
+            *reasons,
+            _rule(
+                "PR-MAX-WEEKS",
+                f"Pain-relief mode has lasted {relief_weeks} weeks (at most {limit}): staying "
+                "active helps back pain recover (NICE NG59 1.2.1), so a graded return to "
+                "activity starts and a clinician is asked to review.",
+            ),
+        )
+    return mode, reasons
+
+
+def _choose_mode(
+    findings: tuple[SafetyFinding, ...],
+    features: Features,
+    rules: Rules,
+    previous: PreviousPlan | None,
+    unreviewed_hold: Reason | None,
+) -> tuple[str, tuple[Reason, ...]]:
     urgent = tuple(r for f in findings if f.severity == "urgent" for r in f.reasons)
     if urgent:
         return codes.MODE_SAFETY_HOLD, urgent
@@ -131,6 +169,51 @@ def choose_mode(
         )
     return codes.MODE_STANDARD, (
         _rule("MODE-STANDARD", "No flare and no urgent finding: the standard weekly plan."),
+    )
+
+
+def pain_relief_limit_finding(
+    earlier: tuple[PreviousPlan, ...], relief_weeks: int, language: str
+) -> SafetyFinding:
+    """REV-PAIN-RELIEF-LIMIT: the review a clinician is asked for when pain-relief mode
+    reaches its limit. Its evidence is the pain-relief plans themselves."""
+    plans = tuple(f"CarePlan/{p.plan_id}" for p in earlier[len(earlier) - relief_weeks :])
+    text = (
+        f"Smertelindrende plan i {relief_weeks} uger i træk: gradvis tilbagevenden til "
+        "aktivitet er planlagt"
+        if language == "da"
+        else f"Pain-relief mode for {relief_weeks} weeks in a row: a graded return to "
+        "activity is planned"
+    )
+    return SafetyFinding(
+        "REV-PAIN-RELIEF-LIMIT",
+        "review",
+        "moderate",
+        text,
+        tuple(sorted(plans)),
+        (
+            Reason(
+                "safety",
+                "REV-PAIN-RELIEF-LIMIT",
+                1.0,
+                f"Clinician review: pain-relief mode for {relief_weeks} weeks in a row; "
+                "please check the pain and the return to activity.",
+            ),
+        ),
+    )
+
+
+def graded_return_reason(previous: PreviousPlan | None, mode: str, rules: Rules) -> Reason | None:
+    """PR-GRADED-RETURN: the first standard week after pain-relief mode holds the step goal
+    and resumes exercises a level lower; from then on they climb with the usual rules."""
+    if previous is None or previous.mode != codes.MODE_PAIN_RELIEF or mode != codes.MODE_STANDARD:
+        return None
+    drop = rules.pain_relief.graded_return_level_drop
+    return _rule(
+        "PR-GRADED-RETURN",
+        f"First week back from pain-relief mode: the step goal is held and exercises resume "
+        f"{drop} level{'s' if drop != 1 else ''} below the levels last used, then build up "
+        "week by week (graded return to activity, NICE NG59 1.2.1).",
     )
 
 
@@ -236,7 +319,16 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
 
     findings = assess(snapshot, features, as_of, rules)
     unreviewed = awaiting_review(snapshot, earlier)
-    mode, mode_reasons = choose_mode(findings, features, rules, previous, unreviewed)
+    relief_weeks = pain_relief_weeks(earlier)
+    mode, mode_reasons = choose_mode(
+        findings, features, rules, previous, unreviewed, relief_weeks
+    )
+    if any(r.ref == "PR-MAX-WEEKS" for r in mode_reasons):
+        limit_finding = pain_relief_limit_finding(earlier, relief_weeks, snapshot.language)
+        findings = tuple(sorted((*findings, limit_finding), key=lambda f: f.id))
+    graded = graded_return_reason(previous, mode, rules)
+    if graded is not None:
+        mode_reasons = (*mode_reasons, graded)
     urgent = mode == codes.MODE_SAFETY_HOLD
     safety_holds = tuple(r for f in findings for r in f.reasons)
     if unreviewed is not None:
@@ -244,6 +336,8 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
     worse = worsening_reason(features)
     hold = safety_holds + ((worse,) if worse else ())
     step_hold = hold + (mode_reasons if mode == codes.MODE_PAIN_RELIEF else ())
+    if graded is not None:
+        step_hold += (graded,)
 
     goal: StepGoalDecision = next_goal(
         snapshot.step_days,
@@ -279,7 +373,16 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
             snapshot,
             as_of,
             ExerciseContext(
-                mode, mode_reasons, previous, memory, hold, type_votes, exercise_votes, case_reasons
+                mode,
+                mode_reasons,
+                previous,
+                memory,
+                hold,
+                type_votes,
+                exercise_votes,
+                case_reasons,
+                graded,
+                rules.pain_relief.graded_return_level_drop,
             ),
             catalogue,
             rules.exercise,

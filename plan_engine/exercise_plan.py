@@ -31,6 +31,8 @@ class ExerciseContext:
     type_votes: dict[str, float]
     exercise_votes: dict[str, float]
     case_reasons: dict[str, tuple[Reason, ...]]  # exercise id -> reasons from similar cases
+    graded_return: Reason | None = None  # first week back from pain-relief mode
+    graded_return_drop: int = 1  # levels below the levels last used (pain_relief_mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,16 @@ def _decide_level(
     )
 
 
+def _graded_level(
+    planned: PlannedExercise,
+    levels: tuple[int, ...],
+    context: ExerciseContext,
+    rules: ExerciseRules,
+) -> int:
+    lowest = max(rules.level_min, min(levels))
+    return max(lowest, planned.level - context.graded_return_drop)
+
+
 def _ranked(candidates: list[str], votes: dict[str, float], rng: random.Random) -> list[str]:
     """Case votes first; the seeded shuffle only breaks ties (variety without randomness)."""
     ordered = sorted(candidates)
@@ -207,7 +219,26 @@ def plan_exercises(
             if not catalogue.has_exercise(planned.exercise_id, planned.level):
                 continue
             exercise_type = catalogue.exercise_type(planned.exercise_id)
-            if resumed:
+            if resumed and context.graded_return is not None:
+                lowered = _graded_level(
+                    planned, catalogue.levels(planned.exercise_id), context, rules
+                )
+                item = _Carried(
+                    planned.exercise_id,
+                    exercise_type,
+                    planned.level,
+                    lowered,
+                    False,
+                    (
+                        context.graded_return,
+                        _rule(
+                            "EX-GRADED-RETURN",
+                            f"Back from pain-relief mode: resumes at level {lowered} "
+                            f"(last used {planned.level}) and builds up again.",
+                        ),
+                    ),
+                )
+            elif resumed:
                 item = _Carried(
                     planned.exercise_id,
                     exercise_type,

@@ -7,7 +7,7 @@ daily goal), against the goal of the NEWEST previous plan (never the oldest).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from statistics import median
 
@@ -72,9 +72,37 @@ def starting_goal(days: tuple[StepDay, ...], as_of: date, rules: StepGoalRules) 
     return StepGoalDecision(goal, low, high, None, (reason,))
 
 
+def override_refusal(fixed_goal: int, rules: StepGoalRules) -> str | None:
+    """The bound a clinician's fixed goal breaks, or None when it is within the bounds the
+    rules allow for overrides (``override_min_steps``..``override_max_steps``). The server
+    refuses such a Goal at write time with the same words (422)."""
+    if fixed_goal < rules.override_min_steps:
+        return (
+            f"{fixed_goal} steps/day is below the lowest goal a clinician may set "
+            f"(override_min_steps {rules.override_min_steps})"
+        )
+    if fixed_goal > rules.override_max_steps:
+        return (
+            f"{fixed_goal} steps/day is above the highest goal a clinician may set "
+            f"(override_max_steps {rules.override_max_steps})"
+        )
+    return None
+
+
 def next_goal(
     days: tuple[StepDay, ...], as_of: date, context: StepContext, rules: StepGoalRules
 ) -> StepGoalDecision:
+    if context.fixed_goal is not None:
+        refusal = override_refusal(context.fixed_goal, rules)
+        if refusal is not None:
+            decided = next_goal(days, as_of, replace(context, fixed_goal=None), rules)
+            refused = Reason(
+                "override",
+                "OVERRIDE-STEP-GOAL-REFUSED",
+                1.0,
+                f"The clinician's fixed goal was not used: {refusal}.",
+            )
+            return replace(decided, reasons=(*decided.reasons, refused))
     previous = context.previous
     if context.fixed_goal is not None:
         goal = context.fixed_goal

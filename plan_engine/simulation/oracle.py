@@ -77,6 +77,8 @@ def expected_findings(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> d
             found["REV-PAIN-VERY-HIGH"] = REVIEW
         if previous_pain is not None and pain_new - previous_pain >= safety.review_pain_rise:
             found["REV-PAIN-RISE"] = REVIEW
+        if _pain_relief_limit_reached(snapshot, as_of, rules, pain_new, previous_pain):
+            found["REV-PAIN-RELIEF-LIMIT"] = REVIEW
 
     rmdq = [r for r in earlier if r.rmdq is not None]
     baseline = snapshot.baseline
@@ -108,9 +110,42 @@ def expected_findings(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> d
             top = bands[-1]
             found[top.id] = INFO if top.severity == "low" else REVIEW
 
+    if URGENT in found.values():
+        found.pop("REV-PAIN-RELIEF-LIMIT", None)  # a stop-and-refer beats every mode
     if days_without_data(snapshot, as_of) >= safety.nudge_after_days_without_data:
         found["NUDGE-NO-DATA"] = INFO
     return found
+
+
+def _pain_relief_limit_reached(
+    snapshot: PatientSnapshot,
+    as_of: date,
+    rules: Rules,
+    pain_new: int,
+    previous_pain: int | None,
+) -> bool:
+    """PR-MAX-WEEKS / REV-PAIN-RELIEF-LIMIT: pain-relief mode would go on (PR-HIGH-PAIN,
+    PR-FLARE or PR-CONTINUE-RISING) after ``max_consecutive_weeks`` pain-relief plans in a
+    row. Urgent findings are left to the caller (a hold wins over every mode)."""
+    relief = rules.pain_relief
+    earlier = [p for p in snapshot.previous_plans if p.week_start < as_of]
+    weeks = 0
+    for plan in reversed(earlier):
+        if plan.mode != codes.MODE_PAIN_RELIEF:
+            break
+        weeks += 1
+    if weeks < relief.max_consecutive_weeks:
+        return False
+    rise = pain_new - previous_pain if previous_pain is not None else None
+    return (
+        pain_new >= relief.enter_pain_at_or_above
+        or (
+            relief.moderate_pain_min <= pain_new <= relief.moderate_pain_max
+            and rise is not None
+            and rise >= relief.moderate_pain_rise_at_least
+        )
+        or (rise is not None and rise >= rules.worsening.pain_rise_at_least)
+    )
 
 
 def days_without_data(snapshot: PatientSnapshot, as_of: date) -> int:

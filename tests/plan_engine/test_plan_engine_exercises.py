@@ -140,7 +140,7 @@ def test_pain_relief_mode_thresholds(previous_pain: int, pain: int, mode: str) -
         assert all(e.level == 1 for e in decision.exercises)
 
 
-def test_levels_resume_after_pain_relief_mode() -> None:
+def test_levels_resume_one_lower_after_pain_relief_mode_graded_return() -> None:
     plans = (
         plan(
             "week-2",
@@ -161,8 +161,11 @@ def test_levels_resume_after_pain_relief_mode() -> None:
     )
     assert decision.mode == "standard"
     levels = {e.exercise_id: e.level for e in decision.exercises}
-    assert levels == {"ab-dead-bug": 4, "back-hip-hinge": 3, "core-plank": 5}
-    assert all("EX-RESUME" in [r.ref for r in e.reasons] for e in decision.exercises)
+    # PR-GRADED-RETURN (NICE NG59 1.2.1): one level below the levels last used, then build up.
+    assert levels == {"ab-dead-bug": 3, "back-hip-hinge": 2, "core-plank": 4}
+    assert all("EX-GRADED-RETURN" in [r.ref for r in e.reasons] for e in decision.exercises)
+    assert "PR-GRADED-RETURN" in [r.ref for r in decision.mode_reasons]
+    assert decision.step_goal.steps_per_day <= 5000
 
 
 def test_excluded_exercise_is_replaced_at_the_same_level() -> None:
