@@ -320,9 +320,7 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
     findings = assess(snapshot, features, as_of, rules)
     unreviewed = awaiting_review(snapshot, earlier)
     relief_weeks = pain_relief_weeks(earlier)
-    mode, mode_reasons = choose_mode(
-        findings, features, rules, previous, unreviewed, relief_weeks
-    )
+    mode, mode_reasons = choose_mode(findings, features, rules, previous, unreviewed, relief_weeks)
     if any(r.ref == "PR-MAX-WEEKS" for r in mode_reasons):
         limit_finding = pain_relief_limit_finding(earlier, relief_weeks, snapshot.language)
         findings = tuple(sorted((*findings, limit_finding), key=lambda f: f.id))

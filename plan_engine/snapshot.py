@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 StartBackRisk = Literal["low", "medium", "high"]
 FeedbackReason = Literal["easy", "difficult", "pain", "instruction-unclear"]
+# How a completed exercise felt (exercise-feedback item ``exercise-rating``).
+ExerciseRating = Literal["easy", "just-right", "hard", "painful"]
 Language = Literal["en", "da"]
 
 
@@ -95,7 +97,8 @@ class ExerciseLog:
     reps_done: tuple[int, ...] = ()
     reps_prescribed: int = 10
     skipped: bool = False
-    feedback: FeedbackReason | None = None
+    feedback: FeedbackReason | None = None  # why it was skipped and replaced
+    rating: ExerciseRating | None = None  # how a completed session felt
 
 
 @dataclass(frozen=True, slots=True)
