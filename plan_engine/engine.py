@@ -340,7 +340,9 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
     goal: StepGoalDecision = next_goal(
         snapshot.step_days,
         as_of,
-        StepContext(previous, snapshot.overrides.fixed_step_goal, step_hold),
+        StepContext(
+            previous, snapshot.overrides.fixed_step_goal, step_hold, snapshot.goals.step_target
+        ),
         rules.step_goal,
     )
 

@@ -23,6 +23,7 @@ class StepContext:
     previous: PreviousPlan | None
     fixed_goal: int | None
     hold_reasons: tuple[Reason, ...]  # pain-relief mode, safety findings, worsening
+    patient_target: int | None = None  # the patient's own daily target (goal setting)
 
 
 def round_up(value: float, step: int) -> int:
@@ -117,7 +118,7 @@ def next_goal(
             goal, low, high, previous.step_goal if previous else None, (reason,)
         )
     if previous is None:
-        return starting_goal(days, as_of, rules)
+        return _towards_target(starting_goal(days, as_of, rules), None, context, rules)
 
     old = previous.step_goal
     window = [
@@ -193,4 +194,45 @@ def next_goal(
             ),
         )
     low, high = band(bounded, rules)
-    return StepGoalDecision(bounded, low, high, old, reasons)
+    return _towards_target(
+        StepGoalDecision(bounded, low, high, old, reasons), old, context, rules
+    )
+
+
+def _towards_target(
+    decided: StepGoalDecision, old: int | None, context: StepContext, rules: StepGoalRules
+) -> StepGoalDecision:
+    """GOAL-PATIENT-TARGET: the goal works towards the patient's own target (goal-setting
+    questionnaire; selfBACK Table 1, goal setting) and never rises past it. A goal already
+    above the target is not lowered for it; the target is kept within the rules' bounds."""
+    if context.patient_target is None:
+        return decided
+    target = clamp(round_up(context.patient_target, rules.rounding_steps), rules)
+    goal = decided.steps_per_day
+    if goal <= target or (old is not None and goal <= old):
+        return replace(
+            decided,
+            reasons=(
+                *decided.reasons,
+                _rule(
+                    "GOAL-PATIENT-TARGET",
+                    f"Working towards your own goal of {target} steps/day.",
+                ),
+            ),
+        )
+    capped = target if old is None else max(target, old)
+    low, high = band(capped, rules)
+    return replace(
+        decided,
+        steps_per_day=capped,
+        band_low=low,
+        band_high=high,
+        reasons=(
+            *decided.reasons,
+            _rule(
+                "GOAL-PATIENT-TARGET",
+                f"Kept at {capped}: the patient's own goal is {target} steps/day, and the "
+                "weekly goal does not rise past it.",
+            ),
+        ),
+    )

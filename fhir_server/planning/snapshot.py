@@ -387,6 +387,7 @@ def _red_flags(s: _Scored) -> RedFlagAnswers | None:
 
 
 _FEEDBACK = {"easy", "difficult", "pain", "instruction-unclear"}
+_RATINGS = {"easy", "just-right", "hard", "painful"}
 
 
 def _exercise_log(s: _Scored) -> ExerciseLog | None:
@@ -403,6 +404,7 @@ def _exercise_log(s: _Scored) -> ExerciseLog | None:
         if r is not None
     )
     reason = _first(s.answers, "replace-reason")
+    rating = _first(s.answers, "exercise-rating")
     return ExerciseLog(
         day=s.day,
         exercise_id=exercise_id,
@@ -410,6 +412,10 @@ def _exercise_log(s: _Scored) -> ExerciseLog | None:
         reps_done=reps,
         skipped=outcome in ("exercise-skipped", "exercise-replaced"),
         feedback=reason if reason in _FEEDBACK else None,  # type: ignore[arg-type]
+        # How a completed session felt (exercise-feedback item exercise-rating).
+        rating=rating  # type: ignore[arg-type]
+        if rating in _RATINGS and outcome == "exercise-completed"
+        else None,
     )
 
 

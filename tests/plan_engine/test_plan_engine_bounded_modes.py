@@ -28,6 +28,7 @@ from pe_personas import (
 from plan_engine import (
     ClinicianOverrides,
     ExerciseLog,
+    PatientGoals,
     PatientSnapshot,
     decide_plan,
     load_catalogue,
@@ -339,3 +340,59 @@ def test_rated_easy_does_not_rise_under_a_hold() -> None:
     )
     ab = next(e for e in worse.exercises if e.type == "abdominal")
     assert ab.level == 3 and "EX-LEVEL-HOLD-SAFETY" in _refs(ab.reasons)
+
+
+@pytest.mark.parametrize(
+    ("target", "expected", "capped"),
+    [
+        (None, 5500, False),  # STEP-INCREASE from 5000, no own target
+        (9000, 5500, False),  # works towards 9000: the usual rise
+        (5200, 5200, True),  # the rise stops at the patient's own goal
+        (4000, 5000, True),  # an own goal below the current goal: not raised, not lowered
+        (1000, 5000, True),  # kept within the bounds (3000) and never lowered below last week
+    ],
+)
+def test_the_patients_own_step_target_caps_the_weekly_rise(
+    target: int | None, expected: int, capped: bool
+) -> None:
+    met = standard().step_days  # the 5000 goal met on most valid days
+    snapshot = standard(
+        step_days=tuple(type(d)(d.day, d.steps + 1000, d.valid) for d in met),
+        goals=PatientGoals(step_target=target, source="QuestionnaireResponse/goals-1"),
+    )
+    decision = decide_plan(snapshot, AS_OF)
+    assert decision.step_goal.steps_per_day == expected
+    refs = _refs(decision.step_goal.reasons)
+    assert ("GOAL-PATIENT-TARGET" in refs) is (target is not None)
+    if capped:
+        text = next(r.text for r in decision.step_goal.reasons if r.ref == "GOAL-PATIENT-TARGET")
+        assert text.startswith("Kept at") or expected == 5000
+
+
+def test_goal_description_and_schedule_carry_the_patients_words_and_days() -> None:
+    snapshot = standard(
+        goals=PatientGoals(
+            step_target=8000,
+            preferred_days=("mon", "wed", "sat"),
+            what_matters="Walking my dog without stopping",
+        )
+    )
+    decision = decide_plan(snapshot, AS_OF)
+    goal = next(r for r in decision.resources if r["resourceType"] == "Goal")
+    assert "Walking my dog without stopping" in goal["description"]["text"]
+    assert "your own goal of 8000" in goal["description"]["text"]
+    plan_resource = next(r for r in decision.resources if r["resourceType"] == "CarePlan")
+    exercise_days = [
+        a["detail"]["scheduledTiming"]["repeat"].get("dayOfWeek")
+        for a in plan_resource["activity"]
+        if "scheduledTiming" in a["detail"]
+        and a["detail"]["scheduledTiming"]["repeat"].get("periodUnit") == "wk"
+    ]
+    assert exercise_days and all(d == ["mon", "wed", "sat"] for d in exercise_days)
+
+
+def test_a_preferred_day_that_is_not_a_day_is_refused() -> None:
+    from plan_engine import SnapshotError
+
+    with pytest.raises(SnapshotError, match="days-of-week"):
+        decide_plan(standard(goals=PatientGoals(preferred_days=("someday",))), AS_OF)
