@@ -30,7 +30,7 @@ from plan_engine.history import bounded_snapshot
 from plan_engine.identity import decision_key, weekly_rng
 from plan_engine.plan_diff import plan_diff
 from plan_engine.retrieval import Neighbour, problem_of, retrieve, votes
-from plan_engine.safety import assess, enforce_no_harder, worsening_reason
+from plan_engine.safety import assess, enforce_no_harder, raised_before, worsening_reason
 from plan_engine.snapshot import PatientSnapshot, PreviousPlan
 from plan_engine.step_goal import StepContext, next_goal
 from plan_engine.validation import SnapshotError, validate_snapshot
@@ -82,14 +82,13 @@ def awaiting_review(snapshot: PatientSnapshot, earlier: tuple[PreviousPlan, ...]
     )
 
 
-def pain_relief_weeks(earlier: tuple[PreviousPlan, ...]) -> int:
-    """How many plan weeks in a row, up to the newest, were in pain-relief mode."""
-    weeks = 0
-    for plan in reversed(earlier):
-        if plan.mode != codes.MODE_PAIN_RELIEF:
-            break
-        weeks += 1
-    return weeks
+def pain_relief_plans(
+    earlier: tuple[PreviousPlan, ...], as_of: date, rules: Rules
+) -> tuple[PreviousPlan, ...]:
+    """The pain-relief plans among those starting within ``pain_relief_mode.window_weeks``
+    before ``as_of`` (what PR-MAX-WEEKS counts)."""
+    since = as_of - timedelta(weeks=rules.pain_relief.window_weeks)
+    return tuple(p for p in earlier if p.mode == codes.MODE_PAIN_RELIEF and p.week_start >= since)
 
 
 def choose_mode(
@@ -102,18 +101,19 @@ def choose_mode(
 ) -> tuple[str, tuple[Reason, ...]]:
     """Safety hold beats pain-relief mode beats the standard plan. A hold without a
     clinician's review stays a hold; pain-relief mode goes on while pain keeps rising, but
-    never longer than ``pain_relief_mode.max_consecutive_weeks`` (PR-MAX-WEEKS): NICE NG59
-    1.2.1 advises staying active, so after that a graded return is planned instead."""
+    holds at most ``pain_relief_mode.max_weeks`` of ``window_weeks`` weeks (PR-MAX-WEEKS):
+    NICE NG59 1.2.1 advises staying active, so after that a graded return is planned."""
     mode, reasons = _choose_mode(findings, features, rules, previous, unreviewed_hold)
-    limit = rules.pain_relief.max_consecutive_weeks
+    limit = rules.pain_relief.max_weeks
     if mode == codes.MODE_PAIN_RELIEF and relief_weeks >= limit:
         return codes.MODE_STANDARD, (
             *reasons,
             _rule(
                 "PR-MAX-WEEKS",
-                f"Pain-relief mode has lasted {relief_weeks} weeks (at most {limit}): staying "
-                "active helps back pain recover (NICE NG59 1.2.1), so a graded return to "
-                "activity starts and a clinician is asked to review.",
+                f"Pain-relief mode in {relief_weeks} of the last "
+                f"{rules.pain_relief.window_weeks} weeks (at most {limit}): staying active "
+                "helps back pain recover (NICE NG59 1.2.1), so activity builds up again "
+                "gradually and a clinician is asked to review.",
             ),
         )
     return mode, reasons
@@ -172,18 +172,17 @@ def _choose_mode(
     )
 
 
-def pain_relief_limit_finding(
-    earlier: tuple[PreviousPlan, ...], relief_weeks: int, language: str
-) -> SafetyFinding:
+def pain_relief_limit_finding(relief: tuple[PreviousPlan, ...], language: str) -> SafetyFinding:
     """REV-PAIN-RELIEF-LIMIT: the review a clinician is asked for when pain-relief mode
-    reaches its limit. Its evidence is the pain-relief plans themselves."""
-    plans = tuple(f"CarePlan/{p.plan_id}" for p in earlier[len(earlier) - relief_weeks :])
+    reaches its limit. Its evidence is the pain-relief plans themselves, so one run of
+    plans asks once (the newest plan's findings are compared, as in safety.raised_before)."""
+    relief_weeks = len(relief)
+    plans = tuple(f"CarePlan/{p.plan_id}" for p in relief)
     text = (
-        f"Smertelindrende plan i {relief_weeks} uger i træk: gradvis tilbagevenden til "
-        "aktivitet er planlagt"
+        f"Smertelindrende plan i {relief_weeks} uger: gradvis tilbagevenden til aktivitet "
+        "er planlagt"
         if language == "da"
-        else f"Pain-relief mode for {relief_weeks} weeks in a row: a graded return to "
-        "activity is planned"
+        else f"Pain-relief mode for {relief_weeks} weeks: a graded return to activity is planned"
     )
     return SafetyFinding(
         "REV-PAIN-RELIEF-LIMIT",
@@ -196,8 +195,8 @@ def pain_relief_limit_finding(
                 "safety",
                 "REV-PAIN-RELIEF-LIMIT",
                 1.0,
-                f"Clinician review: pain-relief mode for {relief_weeks} weeks in a row; "
-                "please check the pain and the return to activity.",
+                f"Clinician review: pain-relief mode for {relief_weeks} weeks; please check "
+                "the pain and the return to activity.",
             ),
         ),
     )
@@ -319,11 +318,13 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
 
     findings = assess(snapshot, features, as_of, rules)
     unreviewed = awaiting_review(snapshot, earlier)
-    relief_weeks = pain_relief_weeks(earlier)
-    mode, mode_reasons = choose_mode(findings, features, rules, previous, unreviewed, relief_weeks)
+    relief = pain_relief_plans(earlier, as_of, rules)
+    mode, mode_reasons = choose_mode(findings, features, rules, previous, unreviewed, len(relief))
     if any(r.ref == "PR-MAX-WEEKS" for r in mode_reasons):
-        limit_finding = pain_relief_limit_finding(earlier, relief_weeks, snapshot.language)
-        findings = tuple(sorted((*findings, limit_finding), key=lambda f: f.id))
+        limit_finding = pain_relief_limit_finding(relief, snapshot.language)
+        raised = raised_before(snapshot, as_of)
+        if not all((limit_finding.id, e) in raised for e in limit_finding.evidence):
+            findings = tuple(sorted((*findings, limit_finding), key=lambda f: f.id))
     graded = graded_return_reason(previous, mode, rules)
     if graded is not None:
         mode_reasons = (*mode_reasons, graded)

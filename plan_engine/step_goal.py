@@ -194,9 +194,7 @@ def next_goal(
             ),
         )
     low, high = band(bounded, rules)
-    return _towards_target(
-        StepGoalDecision(bounded, low, high, old, reasons), old, context, rules
-    )
+    return _towards_target(StepGoalDecision(bounded, low, high, old, reasons), old, context, rules)
 
 
 def _towards_target(

@@ -60,7 +60,8 @@ class PainReliefRules:
     moderate_pain_min: int
     moderate_pain_max: int
     moderate_pain_rise_at_least: int
-    max_consecutive_weeks: int
+    max_weeks: int
+    window_weeks: int
     graded_return_level_drop: int
 
 

@@ -77,7 +77,8 @@ def expected_findings(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> d
             found["REV-PAIN-VERY-HIGH"] = REVIEW
         if previous_pain is not None and pain_new - previous_pain >= safety.review_pain_rise:
             found["REV-PAIN-RISE"] = REVIEW
-        if _pain_relief_limit_reached(snapshot, as_of, rules, pain_new, previous_pain):
+        relief = _pain_relief_limit_reached(snapshot, as_of, rules, pain_new, previous_pain)
+        if relief and not relief <= raised.get("REV-PAIN-RELIEF-LIMIT", set()):
             found["REV-PAIN-RELIEF-LIMIT"] = REVIEW
 
     rmdq = [r for r in earlier if r.rmdq is not None]
@@ -123,29 +124,33 @@ def _pain_relief_limit_reached(
     rules: Rules,
     pain_new: int,
     previous_pain: int | None,
-) -> bool:
+) -> set[str]:
     """PR-MAX-WEEKS / REV-PAIN-RELIEF-LIMIT: pain-relief mode would go on (PR-HIGH-PAIN,
-    PR-FLARE or PR-CONTINUE-RISING) after ``max_consecutive_weeks`` pain-relief plans in a
-    row. Urgent findings are left to the caller (a hold wins over every mode)."""
+    PR-FLARE or PR-CONTINUE-RISING) when ``max_weeks`` of the plans of the last
+    ``window_weeks`` were pain-relief plans: the references of those plans (empty: not
+    reached). Urgent findings are left to the caller (a hold wins over every mode)."""
     relief = rules.pain_relief
-    earlier = [p for p in snapshot.previous_plans if p.week_start < as_of]
-    weeks = 0
-    for plan in reversed(earlier):
-        if plan.mode != codes.MODE_PAIN_RELIEF:
-            break
-        weeks += 1
-    if weeks < relief.max_consecutive_weeks:
-        return False
+    since = as_of - timedelta(weeks=relief.window_weeks)
+    plans = {
+        f"CarePlan/{p.plan_id}"
+        for p in snapshot.previous_plans
+        if since <= p.week_start < as_of and p.mode == codes.MODE_PAIN_RELIEF
+    }
+    if len(plans) < relief.max_weeks:
+        return set()
+    previous = [p for p in snapshot.previous_plans if p.week_start < as_of]
     rise = pain_new - previous_pain if previous_pain is not None else None
-    return (
+    continuing = bool(previous) and previous[-1].mode == codes.MODE_PAIN_RELIEF
+    wanted = (
         pain_new >= relief.enter_pain_at_or_above
         or (
             relief.moderate_pain_min <= pain_new <= relief.moderate_pain_max
             and rise is not None
             and rise >= relief.moderate_pain_rise_at_least
         )
-        or (rise is not None and rise >= rules.worsening.pain_rise_at_least)
+        or (continuing and rise is not None and rise >= rules.worsening.pain_rise_at_least)
     )
+    return plans if wanted else set()
 
 
 def days_without_data(snapshot: PatientSnapshot, as_of: date) -> int:

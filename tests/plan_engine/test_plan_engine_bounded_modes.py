@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -30,6 +31,7 @@ from plan_engine import (
     ExerciseLog,
     PatientGoals,
     PatientSnapshot,
+    RaisedFinding,
     decide_plan,
     load_catalogue,
 )
@@ -37,7 +39,7 @@ from plan_engine.config import load_rules
 
 RULES = load_rules()
 CATALOGUE = load_catalogue()
-LIMIT = RULES.pain_relief.max_consecutive_weeks
+LIMIT = RULES.pain_relief.max_weeks
 RELIEF = (("relief-breathing", 1), ("relief-knee-rolls", 1), ("relief-rest-position", 1))
 WEEK_2 = START + timedelta(days=7)
 
@@ -66,7 +68,7 @@ def _refs(reasons: tuple) -> list[str]:
 
 def test_the_limit_is_configured_below_the_history_window() -> None:
     # The run of pain-relief weeks must be visible in the bounded snapshot.
-    assert 1 <= LIMIT < RULES.history.plan_weeks
+    assert 1 <= LIMIT <= RULES.pain_relief.window_weeks <= RULES.history.plan_weeks
 
 
 @pytest.mark.parametrize(
@@ -97,6 +99,55 @@ def test_pain_relief_mode_lasts_at_most_the_configured_weeks(
     if mode == "standard" and relief_weeks:
         assert "PR-GRADED-RETURN" in _refs(decision.mode_reasons)
         assert all(e.type != "pain-relief" or e.level == 1 for e in decision.exercises)
+
+
+def test_pain_relief_does_not_start_again_the_week_after_the_limit_and_asks_once() -> None:
+    """Weeks 2-3 pain-relief, week 4 the limit (review, graded return); pain still 8 in
+    week 5: still standard (2 of the last 4 weeks were pain-relief), no second review for
+    the same run of plans. Week 7 (one pain-relief week left in the window): allowed again."""
+    limit_week = decide_plan(
+        standard(
+            previous_plans=_relief_history(LIMIT), weekly_reports=(report(8, 8), report(1, 8))
+        ),
+        AS_OF,
+    )
+    assert "REV-PAIN-RELIEF-LIMIT" in [f.id for f in limit_week.findings]
+    later = AS_OF + timedelta(days=7)
+    plans = (
+        *_relief_history(LIMIT),
+        plan("week-4", AS_OF, 5000, STANDARD_EXERCISES),
+    )
+    raised = tuple(
+        replace(
+            p,
+            findings=(
+                RaisedFinding("REV-PAIN-RELIEF-LIMIT", ("CarePlan/week-2", "CarePlan/week-3")),
+            ),
+        )
+        if p.plan_id == "week-4"
+        else p
+        for p in plans
+    )
+    week_5 = decide_plan(
+        standard(previous_plans=raised, weekly_reports=(report(1, 8), report(-6, 8))), later
+    )
+    assert week_5.mode == "standard"
+    assert "PR-MAX-WEEKS" in _refs(week_5.mode_reasons)
+    assert "REV-PAIN-RELIEF-LIMIT" not in [f.id for f in week_5.findings]
+    week_7 = AS_OF + timedelta(days=21)
+    allowed = decide_plan(
+        standard(
+            previous_plans=(
+                plan("week-3", LAST_WEEK, 5000, RELIEF, mode="pain-relief"),
+                plan("week-4", AS_OF, 5000, STANDARD_EXERCISES),
+                plan("week-5", later, 5000, STANDARD_EXERCISES),
+                plan("week-6", later + timedelta(days=7), 5000, STANDARD_EXERCISES),
+            ),
+            weekly_reports=(report(-13, 8), report(-20, 8)),
+        ),
+        week_7,
+    )
+    assert allowed.mode == "pain-relief"
 
 
 def test_the_limit_review_is_a_flag_a_detected_issue_and_a_communication() -> None:
