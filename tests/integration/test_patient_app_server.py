@@ -36,7 +36,6 @@ from tests.integration.test_planning_server import (
 )
 from tests.planning.enrolment import (
     _response,
-    baseline_response,
     clinician_goal,
     patient,
     practitioner_role,
@@ -319,7 +318,9 @@ def _goal_setting(pid: str, day: date, **answers: Any) -> dict[str, Any]:
 
 def test_goal_setting_answers_shape_the_plan(fhir: httpx.Client) -> None:
     pid, _ = enrol(fhir)
-    plan_for(fhir, pid, today())
+    this_week = plan_for(fhir, pid, today())
+    this_goal = fhir.get(f"/{this_week['goal'][0]['reference']}").json()
+    current = this_goal["target"][0]["detailQuantity"]["value"]
     response_id = _post(fhir, _goal_setting(pid, today()))
     plan = _active_plan(
         fhir,
@@ -333,7 +334,11 @@ def test_goal_setting_answers_shape_the_plan(fhir: httpx.Client) -> None:
     )
     goal = fhir.get(f"/{plan['goal'][0]['reference']}").json()
     assert "Playing football with my son" in goal["description"]["text"]
-    assert goal["target"][0]["detailQuantity"]["value"] <= 5000
+    # The patient's own goal (5000) is below the current goal: not raised past it, and not
+    # lowered for it (GOAL-PATIENT-TARGET).
+    assert current >= 5000
+    assert goal["target"][0]["detailQuantity"]["value"] == current
+    assert "your own goal of 5000" in goal["description"]["text"]
     exercise_timing = [
         a["detail"]["scheduledTiming"]["repeat"]
         for a in plan["activity"]
