@@ -100,8 +100,9 @@ def expected_findings(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> d
     ):
         found["REV-STARTBACK-HIGH"] = REVIEW
 
-    phq8 = newest.phq8 if newest is not None else None
-    phq8_source = newest.source if newest is not None else None
+    in_window = [r for r in earlier if r.reported_on >= as_of - window and r.phq8 is not None]
+    phq8 = in_window[-1].phq8 if in_window else None
+    phq8_source = in_window[-1].source if in_window else None
     baseline_is_new = as_of - window <= baseline.completed_on <= as_of
     if phq8 is None and baseline_is_new and not any(r.phq8 is not None for r in earlier):
         phq8, phq8_source = baseline.phq8, baseline.source

@@ -373,10 +373,11 @@ def _answer_every_item(qid: str, pid: str, day: date, choose: int) -> dict[str, 
 def _trigger_note(engine: Any, response_id: str) -> str | None:
     with engine.connect() as conn:
         row = conn.execute(
-            select(outbox.c.note).where(
+            # A done event keeps its handler's note in last_error (docs/PLAN_ENGINE.md).
+            select(outbox.c.last_error).where(
                 outbox.c.topic == "plan-trigger",
                 outbox.c.res_id == response_id,
-                outbox.c.done == 1,
+                outbox.c.done_at.is_not(None),
             )
         ).first()
     return None if row is None else str(row[0])
@@ -409,6 +410,7 @@ def test_a_mental_health_questionnaire_replans_when_it_changes_a_decision(
         for e in replaced.get("extension", [])
     )
     issues = search(fhir, "DetectedIssue", patient=f"Patient/{pid}")
-    assert any(c["code"].startswith("MOOD-PHQ8") for i in issues for c in i["code"]["coding"]), (
-        issues
-    )
+    guidance = search(fhir, "GuidanceResponse", subject=f"Patient/{pid}")
+    assert any(c["code"].startswith("MOOD-PHQ8") for i in issues for c in i["code"]["coding"]), [
+        (g["id"], g.get("reasonCode")) for g in guidance
+    ]
