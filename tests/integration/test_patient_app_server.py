@@ -37,6 +37,7 @@ from tests.integration.test_planning_server import (
 from tests.planning.enrolment import (
     _response,
     clinician_goal,
+    enrolment,
     patient,
     practitioner_role,
     programme_plan,
@@ -386,7 +387,12 @@ def _trigger_note(engine: Any, response_id: str) -> str | None:
 def test_a_mental_health_questionnaire_replans_when_it_changes_a_decision(
     fhir: httpx.Client, outbox_engine: Any
 ) -> None:
-    pid, _ = enrol(fhir)
+    # A programme three weeks old: a mental-health response within 14 days of the baseline
+    # is part of the baseline (docs/PLAN_ENGINE.md, "Baseline"), a later one a follow-up.
+    pid = f"pt-{uuid.uuid4().hex[:10]}"
+    start = today() - timedelta(days=21)
+    answer = fhir.post("/", json=transaction(enrolment(pid, start, today())))
+    assert answer.status_code == 200, answer.text
     plan_for(fhir, pid, today())
     post_check_in(fhir, pid, pain=4)
     next_week = today() + timedelta(days=7)
