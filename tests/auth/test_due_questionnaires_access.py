@@ -90,8 +90,7 @@ def test_the_patient_app_reads_its_own_schedule(enrolled: World) -> None:
         for p in answer.json()["parameter"]
         if p["name"] == "questionnaire"
         for part in p["part"]
-        if part["name"] == "resource"
-        and part["resource"]["url"].endswith("weekly")
+        if part["name"] == "resource" and part["resource"]["url"].endswith("weekly")
     )
     assert [i["linkId"] for i in weekly["item"]][:2] == ["weekly-red-flags", "weekly-pain"]
     no_token = httpx.get(f"{enrolled.fhir}/Patient/{enrolled.a}/$due-questionnaires", timeout=60)

@@ -178,9 +178,7 @@ def same_decision(
         return False
     if _activity_canonicals(stored) != _activity_canonicals(proposed):
         return False
-    goal_ids = {
-        str(g.get("reference", "")).split("/", 1)[-1] for g in stored.get("goal") or []
-    }
+    goal_ids = {str(g.get("reference", "")).split("/", 1)[-1] for g in stored.get("goal") or []}
     stored_goals = [
         orjson.loads(found.body)
         for gid in sorted(goal_ids)
