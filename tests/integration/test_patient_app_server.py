@@ -38,6 +38,7 @@ from tests.planning.enrolment import (
     _response,
     clinician_goal,
     enrolment,
+    goal_setting_response,
     patient,
     practitioner_role,
     programme_plan,
@@ -186,7 +187,7 @@ def test_due_questionnaires_serve_the_weekly_schedule(fhir: httpx.Client) -> Non
     assert set(_questionnaires(early)) == {"selfback-goal-setting"}
 
     # Once the goal-setting questions are answered they are no longer due.
-    _post(fhir, _goal_setting(pid, today()))
+    _post(fhir, goal_setting_response(pid, today()))
     assert set(_questionnaires(_due(fhir, pid))) == {"selfback-weekly"}
 
 
@@ -292,37 +293,12 @@ def test_exercise_ratings_change_the_next_plan(fhir: httpx.Client) -> None:
 # --- goal setting ------------------------------------------------------------------------
 
 
-def _goal_setting(pid: str, day: date, **answers: Any) -> dict[str, Any]:
-    given = {
-        "goal-steps": 5000,
-        "goal-days": "mon",
-        "goal-minutes": 20,
-        "goal-what-matters": "Playing football with my son",
-        **answers,
-    }
-    response = _response("selfback-goal-setting", "x", pid, given, day)
-    days = ["mon", "wed", "fri"]
-    for item in response["item"]:
-        if item["linkId"] == "goal-days":
-            item["answer"] = [
-                {
-                    "valueCoding": {
-                        "system": "http://hl7.org/fhir/days-of-week",
-                        "code": d,
-                        "display": {"mon": "Monday", "wed": "Wednesday", "fri": "Friday"}[d],
-                    }
-                }
-                for d in days
-            ]
-    return response
-
-
 def test_goal_setting_answers_shape_the_plan(fhir: httpx.Client) -> None:
     pid, _ = enrol(fhir)
     this_week = plan_for(fhir, pid, today())
     this_goal = fhir.get(f"/{this_week['goal'][0]['reference']}").json()
     current = this_goal["target"][0]["detailQuantity"]["value"]
-    response_id = _post(fhir, _goal_setting(pid, today()))
+    response_id = _post(fhir, goal_setting_response(pid, today()))
     plan = _active_plan(
         fhir,
         pid,
