@@ -5,7 +5,8 @@ Questionnaire content and scoring (this package's clinical content):
 - ``load_questionnaires()`` / ``questionnaire(url)``: the programme's FHIR R4 Questionnaires
 - ``score_response(qr, as_of) -> list[Score]``: scores by the rules in ``data/scoring.json``
 - ``score_observations(qr, scores, as_of) -> list[dict]``: Observations + one Provenance
-- ``due_groups(week, baseline, step_goal_fraction)``: the weekly check-in schedule
+- ``due_groups(week, baseline, step_goal_fraction)``: the weekly check-in schedule;
+  ``due_questionnaire(questionnaire, due)``: the weekly Questionnaire with only those groups
 - ``export_for(resource, "uk" | "dk")``: a resource shaped for UK Core / DK Core consumers
 """
 
@@ -14,7 +15,7 @@ from mappings.questionnaire_content import load_questionnaires, questionnaire
 from mappings.score import Score, ScoreCoding, ScoringError
 from mappings.score_observations import score_observations
 from mappings.scoring import score_response, scoring_config
-from mappings.weekly_schedule import due_groups, weekly_schedule
+from mappings.weekly_schedule import due_groups, due_questionnaire, weekly_schedule
 
 __all__ = [
     "ExportError",
@@ -24,6 +25,7 @@ __all__ = [
     "ScoreCoding",
     "ScoringError",
     "due_groups",
+    "due_questionnaire",
     "load_questionnaires",
     "questionnaire",
     "score_observations",

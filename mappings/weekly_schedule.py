@@ -53,3 +53,16 @@ def due_groups(
         ):
             due.append(entry["group"])
     return due
+
+
+def due_questionnaire(questionnaire: Mapping[str, Any], due: list[str]) -> dict[str, Any]:
+    """The weekly Questionnaire with only the top-level groups in ``due`` (from
+    :func:`due_groups`), in its own order. Its ``url`` and ``version`` stay, so a response
+    to it names the weekly Questionnaire itself; ``id`` is dropped (a view, not the stored
+    resource)."""
+    wanted = set(due)
+    view = {k: v for k, v in questionnaire.items() if k not in ("id", "meta", "text", "item")}
+    view["item"] = [
+        dict(item) for item in questionnaire.get("item", []) if item["linkId"] in wanted
+    ]
+    return view

@@ -70,6 +70,12 @@ FEEDBACK_UNCLEAR: Final = "instruction-unclear"
 FEEDBACK_REASONS: Final = frozenset(
     {FEEDBACK_EASY, FEEDBACK_DIFFICULT, FEEDBACK_PAIN, FEEDBACK_UNCLEAR}
 )
+# Ratings of a completed exercise (same CodeSystem; "easy" is shared with the replace reasons).
+RATING_EASY: Final = "easy"
+RATING_RIGHT: Final = "just-right"
+RATING_HARD: Final = "hard"
+RATING_PAINFUL: Final = "painful"
+EXERCISE_RATINGS: Final = frozenset({RATING_EASY, RATING_RIGHT, RATING_HARD, RATING_PAINFUL})
 
 # plan-activity-kind codes (terminology/content/CodeSystem-plan-activity-kind.json).
 ACTIVITY_KIND_EXERCISE: Final = "exercise"

@@ -30,7 +30,7 @@ from plan_engine.history import bounded_snapshot
 from plan_engine.identity import decision_key, weekly_rng
 from plan_engine.plan_diff import plan_diff
 from plan_engine.retrieval import Neighbour, problem_of, retrieve, votes
-from plan_engine.safety import assess, enforce_no_harder, worsening_reason
+from plan_engine.safety import assess, enforce_no_harder, raised_before, worsening_reason
 from plan_engine.snapshot import PatientSnapshot, PreviousPlan
 from plan_engine.step_goal import StepContext, next_goal
 from plan_engine.validation import SnapshotError, validate_snapshot
@@ -38,7 +38,10 @@ from plan_engine.validation import SnapshotError, validate_snapshot
 # 1.1.0: simulator findings 1-3 fixed; 1.2.0: findings 4-6 fixed (docs/SIMULATION.md):
 # a finding is raised once per source item, unpassed quizzes rotate, and the engine plans
 # from a bounded window of history (plan_engine.history).
-ENGINE_VERSION = "1.2.0"
+# 1.3.0: pain-relief mode is bounded (PR-MAX-WEEKS, REV-PAIN-RELIEF-LIMIT) and followed by a
+# graded return (PR-GRADED-RETURN); clinician goals outside the override bounds are refused;
+# exercise ratings (easy / right / hard / painful) and the goal-setting answers are used.
+ENGINE_VERSION = "1.3.0"
 PLAN_DAYS = 7
 
 
@@ -79,15 +82,50 @@ def awaiting_review(snapshot: PatientSnapshot, earlier: tuple[PreviousPlan, ...]
     )
 
 
+def pain_relief_plans(
+    earlier: tuple[PreviousPlan, ...], as_of: date, rules: Rules
+) -> tuple[PreviousPlan, ...]:
+    """The pain-relief plans among those starting within ``pain_relief_mode.window_weeks``
+    before ``as_of`` (what PR-MAX-WEEKS counts)."""
+    since = as_of - timedelta(weeks=rules.pain_relief.window_weeks)
+    return tuple(p for p in earlier if p.mode == codes.MODE_PAIN_RELIEF and p.week_start >= since)
+
+
 def choose_mode(
     findings: tuple[SafetyFinding, ...],
     features: Features,
     rules: Rules,
     previous: PreviousPlan | None = None,
     unreviewed_hold: Reason | None = None,
+    relief_weeks: int = 0,
 ) -> tuple[str, tuple[Reason, ...]]:
     """Safety hold beats pain-relief mode beats the standard plan. A hold without a
-    clinician's review stays a hold; pain-relief mode goes on while pain keeps rising."""
+    clinician's review stays a hold; pain-relief mode goes on while pain keeps rising, but
+    holds at most ``pain_relief_mode.max_weeks`` of ``window_weeks`` weeks (PR-MAX-WEEKS):
+    NICE NG59 1.2.1 advises staying active, so after that a graded return is planned."""
+    mode, reasons = _choose_mode(findings, features, rules, previous, unreviewed_hold)
+    limit = rules.pain_relief.max_weeks
+    if mode == codes.MODE_PAIN_RELIEF and relief_weeks >= limit:
+        return codes.MODE_STANDARD, (
+            *reasons,
+            _rule(
+                "PR-MAX-WEEKS",
+                f"Pain-relief mode in {relief_weeks} of the last "
+                f"{rules.pain_relief.window_weeks} weeks (at most {limit}): staying active "
+                "helps back pain recover (NICE NG59 1.2.1), so activity builds up again "
+                "gradually and a clinician is asked to review.",
+            ),
+        )
+    return mode, reasons
+
+
+def _choose_mode(
+    findings: tuple[SafetyFinding, ...],
+    features: Features,
+    rules: Rules,
+    previous: PreviousPlan | None,
+    unreviewed_hold: Reason | None,
+) -> tuple[str, tuple[Reason, ...]]:
     urgent = tuple(r for f in findings if f.severity == "urgent" for r in f.reasons)
     if urgent:
         return codes.MODE_SAFETY_HOLD, urgent
@@ -131,6 +169,50 @@ def choose_mode(
         )
     return codes.MODE_STANDARD, (
         _rule("MODE-STANDARD", "No flare and no urgent finding: the standard weekly plan."),
+    )
+
+
+def pain_relief_limit_finding(relief: tuple[PreviousPlan, ...], language: str) -> SafetyFinding:
+    """REV-PAIN-RELIEF-LIMIT: the review a clinician is asked for when pain-relief mode
+    reaches its limit. Its evidence is the pain-relief plans themselves, so one run of
+    plans asks once (the newest plan's findings are compared, as in safety.raised_before)."""
+    relief_weeks = len(relief)
+    plans = tuple(f"CarePlan/{p.plan_id}" for p in relief)
+    text = (
+        f"Smertelindrende plan i {relief_weeks} uger: gradvis tilbagevenden til aktivitet "
+        "er planlagt"
+        if language == "da"
+        else f"Pain-relief mode for {relief_weeks} weeks: a graded return to activity is planned"
+    )
+    return SafetyFinding(
+        "REV-PAIN-RELIEF-LIMIT",
+        "review",
+        "moderate",
+        text,
+        tuple(sorted(plans)),
+        (
+            Reason(
+                "safety",
+                "REV-PAIN-RELIEF-LIMIT",
+                1.0,
+                f"Clinician review: pain-relief mode for {relief_weeks} weeks; please check "
+                "the pain and the return to activity.",
+            ),
+        ),
+    )
+
+
+def graded_return_reason(previous: PreviousPlan | None, mode: str, rules: Rules) -> Reason | None:
+    """PR-GRADED-RETURN: the first standard week after pain-relief mode holds the step goal
+    and resumes exercises a level lower; from then on they climb with the usual rules."""
+    if previous is None or previous.mode != codes.MODE_PAIN_RELIEF or mode != codes.MODE_STANDARD:
+        return None
+    drop = rules.pain_relief.graded_return_level_drop
+    return _rule(
+        "PR-GRADED-RETURN",
+        f"First week back from pain-relief mode: the step goal is held and exercises resume "
+        f"{drop} level{'s' if drop != 1 else ''} below the levels last used, then build up "
+        "week by week (graded return to activity, NICE NG59 1.2.1).",
     )
 
 
@@ -236,7 +318,16 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
 
     findings = assess(snapshot, features, as_of, rules)
     unreviewed = awaiting_review(snapshot, earlier)
-    mode, mode_reasons = choose_mode(findings, features, rules, previous, unreviewed)
+    relief = pain_relief_plans(earlier, as_of, rules)
+    mode, mode_reasons = choose_mode(findings, features, rules, previous, unreviewed, len(relief))
+    if any(r.ref == "PR-MAX-WEEKS" for r in mode_reasons):
+        limit_finding = pain_relief_limit_finding(relief, snapshot.language)
+        raised = raised_before(snapshot, as_of)
+        if not all((limit_finding.id, e) in raised for e in limit_finding.evidence):
+            findings = tuple(sorted((*findings, limit_finding), key=lambda f: f.id))
+    graded = graded_return_reason(previous, mode, rules)
+    if graded is not None:
+        mode_reasons = (*mode_reasons, graded)
     urgent = mode == codes.MODE_SAFETY_HOLD
     safety_holds = tuple(r for f in findings for r in f.reasons)
     if unreviewed is not None:
@@ -244,11 +335,15 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
     worse = worsening_reason(features)
     hold = safety_holds + ((worse,) if worse else ())
     step_hold = hold + (mode_reasons if mode == codes.MODE_PAIN_RELIEF else ())
+    if graded is not None:
+        step_hold += (graded,)
 
     goal: StepGoalDecision = next_goal(
         snapshot.step_days,
         as_of,
-        StepContext(previous, snapshot.overrides.fixed_step_goal, step_hold),
+        StepContext(
+            previous, snapshot.overrides.fixed_step_goal, step_hold, snapshot.goals.step_target
+        ),
         rules.step_goal,
     )
 
@@ -279,7 +374,16 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
             snapshot,
             as_of,
             ExerciseContext(
-                mode, mode_reasons, previous, memory, hold, type_votes, exercise_votes, case_reasons
+                mode,
+                mode_reasons,
+                previous,
+                memory,
+                hold,
+                type_votes,
+                exercise_votes,
+                case_reasons,
+                graded,
+                rules.pain_relief.graded_return_level_drop,
             ),
             catalogue,
             rules.exercise,

@@ -31,6 +31,8 @@ class ExerciseContext:
     type_votes: dict[str, float]
     exercise_votes: dict[str, float]
     case_reasons: dict[str, tuple[Reason, ...]]  # exercise id -> reasons from similar cases
+    graded_return: Reason | None = None  # first week back from pain-relief mode
+    graded_return_drop: int = 1  # levels below the levels last used (pain_relief_mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,25 @@ def _decide_level(
             True,
             (_rule("EX-PAIN-SWITCH", "Pain reported: same level, a different exercise."),),
         )
+    ratings = [log.rating for log in logs if log.rating is not None and not log.skipped]
+    if codes.RATING_PAINFUL in ratings:
+        # A completed session rated painful: a different exercise of the same type, one
+        # level lower (the same level at the floor). Pain never raises a level.
+        lower = max(lowest, level - step)
+        return _Carried(
+            planned.exercise_id,
+            exercise_type,
+            level,
+            lower,
+            True,
+            (
+                _rule(
+                    "EX-RATED-PAINFUL",
+                    f"Rated painful: a different exercise at level {lower}"
+                    + (" (already the lowest level)." if lower == level else ", one level down."),
+                ),
+            ),
+        )
     if codes.FEEDBACK_UNCLEAR in feedback:
         return _Carried(
             planned.exercise_id,
@@ -143,9 +164,30 @@ def _decide_level(
             max(lowest, level - step),
             _rule("EX-DIFFICULT-DOWN", "Reported difficult: one level down."),
         )
-    wants_up = codes.FEEDBACK_EASY in feedback
+    if codes.RATING_HARD in ratings:
+        return keep(
+            level,
+            _rule(
+                "EX-RATED-HARD-HOLD",
+                f"Rated hard in {ratings.count(codes.RATING_HARD)} session(s): same level "
+                "until it feels manageable.",
+            ),
+        )
+    easy_ratings = ratings.count(codes.RATING_EASY)
+    rated_easy = easy_ratings >= rules.feedback_easy_sessions_for_rise
+    wants_up = codes.FEEDBACK_EASY in feedback or rated_easy
     mastered = not wants_up and _mastered(logs, rules)
     if not (wants_up or mastered):
+        if easy_ratings:
+            return keep(
+                level,
+                _rule(
+                    "EX-RATED-EASY-ONCE",
+                    f"Rated easy in {easy_ratings} session(s) (a rise needs "
+                    f"{rules.feedback_easy_sessions_for_rise}, or all reps done in "
+                    f"{rules.mastery_sessions}): same level.",
+                ),
+            )
         return keep(level, _rule("EX-LEVEL-HOLD", "No feedback asking for a change: same level."))
     if context.hold_reasons:
         return keep(
@@ -155,8 +197,17 @@ def _decide_level(
         )
     if level >= highest:
         return keep(level, _rule("EX-LEVEL-CEILING", f"Already at the top level ({highest})."))
-    if wants_up:
+    if codes.FEEDBACK_EASY in feedback:
         return keep(min(highest, level + step), _rule("EX-EASY-UP", "Reported easy: one level up."))
+    if rated_easy:
+        return keep(
+            min(highest, level + step),
+            _rule(
+                "EX-RATED-EASY-UP",
+                f"Rated easy in {easy_ratings} sessions (at least "
+                f"{rules.feedback_easy_sessions_for_rise}): one level up.",
+            ),
+        )
     return keep(
         min(highest, level + step),
         _rule(
@@ -164,6 +215,16 @@ def _decide_level(
             f"All prescribed reps done in at least {rules.mastery_sessions} sessions: one level up.",
         ),
     )
+
+
+def _graded_level(
+    planned: PlannedExercise,
+    levels: tuple[int, ...],
+    context: ExerciseContext,
+    rules: ExerciseRules,
+) -> int:
+    lowest = max(rules.level_min, min(levels))
+    return max(lowest, planned.level - context.graded_return_drop)
 
 
 def _ranked(candidates: list[str], votes: dict[str, float], rng: random.Random) -> list[str]:
@@ -207,7 +268,26 @@ def plan_exercises(
             if not catalogue.has_exercise(planned.exercise_id, planned.level):
                 continue
             exercise_type = catalogue.exercise_type(planned.exercise_id)
-            if resumed:
+            if resumed and context.graded_return is not None:
+                lowered = _graded_level(
+                    planned, catalogue.levels(planned.exercise_id), context, rules
+                )
+                item = _Carried(
+                    planned.exercise_id,
+                    exercise_type,
+                    planned.level,
+                    lowered,
+                    False,
+                    (
+                        context.graded_return,
+                        _rule(
+                            "EX-GRADED-RETURN",
+                            f"Back from pain-relief mode: resumes at level {lowered} "
+                            f"(last used {planned.level}) and builds up again.",
+                        ),
+                    ),
+                )
+            elif resumed:
                 item = _Carried(
                     planned.exercise_id,
                     exercise_type,

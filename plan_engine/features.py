@@ -122,8 +122,12 @@ def derive_features(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> Fea
     )
 
     phq8_latest = _latest(reports, "phq8")[0]
-    phq8_new = current.phq8 if current is not None else None
-    phq8_new_source = current.source if current is not None else None
+    # The newest PHQ-8 of the new-data window, whichever response of the window holds it: a
+    # mental-health questionnaire answered beside a check-in counts (issue 11, item 5), as
+    # the newest RMDQ of the window does above.
+    mood = [r for r in new_reports if r.phq8 is not None]
+    phq8_new = mood[-1].phq8 if mood else None
+    phq8_new_source = mood[-1].source if mood else None
     if phq8_latest is None:
         phq8_latest = baseline.phq8
         if phq8_new is None and baseline_is_new:

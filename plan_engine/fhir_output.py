@@ -126,6 +126,19 @@ def _without_empties(value: Any) -> Any:
     return value
 
 
+def _goal_text(content: DecisionContent) -> str:
+    """The goal in words, with the patient's own target and what matters to them (the
+    goal-setting questionnaire) in their own words."""
+    assert content.goal is not None
+    goals = content.snapshot.goals
+    text = f"Walk about {content.goal.steps_per_day} steps a day"
+    if goals.step_target is not None:
+        text += f", working towards your own goal of {goals.step_target}"
+    if goals.what_matters:
+        text += f". What matters to you: \u201c{goals.what_matters}\u201d"
+    return text
+
+
 def _goal(content: DecisionContent, ids: dict[str, str], patient: dict[str, str]) -> dict[str, Any]:
     goal = content.goal
     assert goal is not None
@@ -141,7 +154,7 @@ def _goal(content: DecisionContent, ids: dict[str, str], patient: dict[str, str]
         "identifier": [{"system": codes.DECISION_IDENTIFIER, "value": f"{content.key}/goal"}],
         "lifecycleStatus": "on-hold" if content.status == "on-hold" else "active",
         "category": [{"coding": [_coding(codes.GOAL_CATEGORY, "behavioral", "Behavioral")]}],
-        "description": {"text": f"Walk about {goal.steps_per_day} steps a day"},
+        "description": {"text": _goal_text(content)},
         "subject": patient,
         "startDate": content.as_of.isoformat(),
         "target": [
@@ -223,6 +236,8 @@ def _care_plan(
                             "frequency": content.sessions_per_week,
                             "period": 1,
                             "periodUnit": "wk",
+                            # The days the patient prefers (goal-setting questionnaire).
+                            "dayOfWeek": list(content.snapshot.goals.preferred_days),
                         }
                     },
                     "description": f"{e.exercise_id}, level {e.level}",

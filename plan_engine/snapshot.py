@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 StartBackRisk = Literal["low", "medium", "high"]
 FeedbackReason = Literal["easy", "difficult", "pain", "instruction-unclear"]
+# How a completed exercise felt (exercise-feedback item ``exercise-rating``).
+ExerciseRating = Literal["easy", "just-right", "hard", "painful"]
 Language = Literal["en", "da"]
 
 
@@ -95,7 +97,8 @@ class ExerciseLog:
     reps_done: tuple[int, ...] = ()
     reps_prescribed: int = 10
     skipped: bool = False
-    feedback: FeedbackReason | None = None
+    feedback: FeedbackReason | None = None  # why it was skipped and replaced
+    rating: ExerciseRating | None = None  # how a completed session felt
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +186,17 @@ class RedFlagAnswers:
 
 
 @dataclass(frozen=True, slots=True)
+class PatientGoals:
+    """The patient's own answers to the goal-setting questionnaire (after the baseline;
+    selfBACK Table 1, "goal setting"): the newest response counts."""
+
+    step_target: int | None = None  # the daily steps the patient wants to reach
+    preferred_days: tuple[str, ...] = ()  # FHIR days-of-week codes (mon, tue, ...)
+    what_matters: str | None = None  # in the patient's own words
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PatientSnapshot:
     """Everything the engine may look at for one patient's next weekly plan."""
 
@@ -207,6 +221,7 @@ class PatientSnapshot:
     # Days a clinician recorded a review of a stop-and-refer finding. After a safety hold the
     # plan stays on hold until a review dated on or after the hold began (SAFE-HOLD-UNTIL-REVIEW).
     safety_reviews: tuple[date, ...] = ()
+    goals: PatientGoals = field(default_factory=PatientGoals)
 
     def __post_init__(self) -> None:
         normalised = {

@@ -7,7 +7,7 @@ daily goal), against the goal of the NEWEST previous plan (never the oldest).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from statistics import median
 
@@ -23,6 +23,7 @@ class StepContext:
     previous: PreviousPlan | None
     fixed_goal: int | None
     hold_reasons: tuple[Reason, ...]  # pain-relief mode, safety findings, worsening
+    patient_target: int | None = None  # the patient's own daily target (goal setting)
 
 
 def round_up(value: float, step: int) -> int:
@@ -72,9 +73,37 @@ def starting_goal(days: tuple[StepDay, ...], as_of: date, rules: StepGoalRules) 
     return StepGoalDecision(goal, low, high, None, (reason,))
 
 
+def override_refusal(fixed_goal: int, rules: StepGoalRules) -> str | None:
+    """The bound a clinician's fixed goal breaks, or None when it is within the bounds the
+    rules allow for overrides (``override_min_steps``..``override_max_steps``). The server
+    refuses such a Goal at write time with the same words (422)."""
+    if fixed_goal < rules.override_min_steps:
+        return (
+            f"{fixed_goal} steps/day is below the lowest goal a clinician may set "
+            f"(override_min_steps {rules.override_min_steps})"
+        )
+    if fixed_goal > rules.override_max_steps:
+        return (
+            f"{fixed_goal} steps/day is above the highest goal a clinician may set "
+            f"(override_max_steps {rules.override_max_steps})"
+        )
+    return None
+
+
 def next_goal(
     days: tuple[StepDay, ...], as_of: date, context: StepContext, rules: StepGoalRules
 ) -> StepGoalDecision:
+    if context.fixed_goal is not None:
+        refusal = override_refusal(context.fixed_goal, rules)
+        if refusal is not None:
+            decided = next_goal(days, as_of, replace(context, fixed_goal=None), rules)
+            refused = Reason(
+                "override",
+                "OVERRIDE-STEP-GOAL-REFUSED",
+                1.0,
+                f"The clinician's fixed goal was not used: {refusal}.",
+            )
+            return replace(decided, reasons=(*decided.reasons, refused))
     previous = context.previous
     if context.fixed_goal is not None:
         goal = context.fixed_goal
@@ -89,7 +118,7 @@ def next_goal(
             goal, low, high, previous.step_goal if previous else None, (reason,)
         )
     if previous is None:
-        return starting_goal(days, as_of, rules)
+        return _towards_target(starting_goal(days, as_of, rules), None, context, rules)
 
     old = previous.step_goal
     window = [
@@ -165,4 +194,43 @@ def next_goal(
             ),
         )
     low, high = band(bounded, rules)
-    return StepGoalDecision(bounded, low, high, old, reasons)
+    return _towards_target(StepGoalDecision(bounded, low, high, old, reasons), old, context, rules)
+
+
+def _towards_target(
+    decided: StepGoalDecision, old: int | None, context: StepContext, rules: StepGoalRules
+) -> StepGoalDecision:
+    """GOAL-PATIENT-TARGET: the goal works towards the patient's own target (goal-setting
+    questionnaire; selfBACK Table 1, goal setting) and never rises past it. A goal already
+    above the target is not lowered for it; the target is kept within the rules' bounds."""
+    if context.patient_target is None:
+        return decided
+    target = clamp(round_up(context.patient_target, rules.rounding_steps), rules)
+    goal = decided.steps_per_day
+    if goal <= target or (old is not None and goal <= old):
+        return replace(
+            decided,
+            reasons=(
+                *decided.reasons,
+                _rule(
+                    "GOAL-PATIENT-TARGET",
+                    f"Working towards your own goal of {target} steps/day.",
+                ),
+            ),
+        )
+    capped = target if old is None else max(target, old)
+    low, high = band(capped, rules)
+    return replace(
+        decided,
+        steps_per_day=capped,
+        band_low=low,
+        band_high=high,
+        reasons=(
+            *decided.reasons,
+            _rule(
+                "GOAL-PATIENT-TARGET",
+                f"Kept at {capped}: the patient's own goal is {target} steps/day, and the "
+                "weekly goal does not rise past it.",
+            ),
+        ),
+    )

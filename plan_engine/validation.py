@@ -12,6 +12,9 @@ NRS_RANGE = range(0, 11)  # pain and interference are 0-10 numeric rating scales
 RMDQ_RANGE = range(0, 25)  # Roland-Morris 24 yes/no items
 PHQ8_RANGE = range(0, 25)
 
+# FHIR R4 days-of-week (http://hl7.org/fhir/days-of-week), in week order.
+DAYS_OF_WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
 
 class SnapshotError(ValueError):
     """The snapshot cannot be planned from; ``issues`` says why (maps to OperationOutcome)."""
@@ -62,6 +65,17 @@ def validate_snapshot(
                     f"level {planned.level}",
                 )
             )
+    goals = snapshot.goals
+    checks.append(
+        _Check(
+            goals.step_target is None or goals.step_target >= 0,
+            f"the patient's step target {goals.step_target} is negative",
+        )
+    )
+    checks += [
+        _Check(day in DAYS_OF_WEEK, f"preferred day {day!r} is not a days-of-week code")
+        for day in goals.preferred_days
+    ]
     ids = [p.plan_id for p in snapshot.previous_plans]
     checks.append(_Check(len(ids) == len(set(ids)), "previous_plans repeats a plan id"))
     return tuple(c.message for c in checks if not c.ok)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server import conformance
+from fhir_server.errors import FhirError
 from fhir_server.interactions import access
+from fhir_server.planning.override_bounds import override_issues
 from fhir_server.search import Registry, extract_index_rows
 from fhir_server.storage.repository import IndexRows, StoredResource, WriteSession
 from fhir_server.storage.search_sql import live_registry
@@ -42,6 +44,10 @@ def write_version(
     # Profiles and, for a QuestionnaireResponse, its Questionnaire: 422 before anything
     # is stored (docs/VALIDATOR.md, write-time validation).
     conformance.check_write(session, resource)
+    # Clinician overrides within the plan rules' bounds (docs/PLAN_ENGINE.md): 422 naming
+    # the bound, before anything is stored.
+    if bounds := override_issues(resource):
+        raise FhirError(422, bounds)
     body = stamp(resource, id, version, now)
     return session.put(
         rtype=resource["resourceType"],

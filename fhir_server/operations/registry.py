@@ -1,6 +1,7 @@
 """The operations this server offers, by name (CapabilityStatement lists the same)."""
 
 from fhir_server.operations import Operation
+from fhir_server.operations.due_questionnaires import DUE_QUESTIONNAIRES
 from fhir_server.operations.expand import EXPAND
 from fhir_server.operations.extract import EXTRACT
 from fhir_server.operations.lookup import LOOKUP
@@ -16,3 +17,5 @@ OPERATIONS: dict[str, Operation] = {
 }
 # The plan engine's operations (docs/PLAN_ENGINE.md, "In the server").
 OPERATIONS.update({op.name: op for op in (APPLY, PLAN_WEEK, PLAN_WEEK_DRY_RUN)})
+# The patient app's weekly schedule of questions (docs/PLAN_ENGINE.md, "The patient app").
+OPERATIONS[DUE_QUESTIONNAIRES.name] = DUE_QUESTIONNAIRES

@@ -18,11 +18,23 @@ QUESTIONNAIRE: Final = f"{BASE}/Questionnaire"
 BASELINE_QUESTIONNAIRE: Final = f"{QUESTIONNAIRE}/selfback-baseline"
 WEEKLY_QUESTIONNAIRE: Final = f"{QUESTIONNAIRE}/selfback-weekly"
 EXERCISE_FEEDBACK_QUESTIONNAIRE: Final = f"{QUESTIONNAIRE}/selfback-exercise-feedback"
+GOAL_SETTING_QUESTIONNAIRE: Final = f"{QUESTIONNAIRE}/selfback-goal-setting"
+MENTAL_HEALTH_QUESTIONNAIRE: Final = f"{QUESTIONNAIRE}/selfback-mental-health"
+PAIN_PERCEPTION_QUESTIONNAIRE: Final = f"{QUESTIONNAIRE}/selfback-pain-perception"
+# Responses to these re-plan the target week only when the new decision differs from the
+# plan stored for it (mode, status, goal, exercises, education or findings); otherwise
+# nothing is written (docs: "Triggers").
+REPLAN_IF_CHANGED: Final = (
+    GOAL_SETTING_QUESTIONNAIRE,
+    MENTAL_HEALTH_QUESTIONNAIRE,
+    PAIN_PERCEPTION_QUESTIONNAIRE,
+)
 # Responses to these trigger planning once they are scored (docs: "Triggers").
 PLANNING_QUESTIONNAIRES: Final = (
     BASELINE_QUESTIONNAIRE,
     WEEKLY_QUESTIONNAIRE,
     EXERCISE_FEEDBACK_QUESTIONNAIRE,
+    *REPLAN_IF_CHANGED,
 )
 
 # The programme-level CarePlan: CarePlan.category carries this coding. The weekly plans

@@ -226,6 +226,10 @@ def read_history(source: ResourceSource, plans: PatientRecord, as_of: date) -> P
     # follow-ups), and every response of the baseline period (the oldest score of each),
     # read with the recent ones when the two periods meet.
     history.add_responses([("questionnaire", fc.BASELINE_QUESTIONNAIRE)])
+    # The goal-setting answers: the newest before as_of counts, of any age (there are few).
+    history.add_responses(
+        [("questionnaire", fc.GOAL_SETTING_QUESTIONNAIRE), *_between("authored", None, until)]
+    )
     span = window.baseline_span(history.record(plans, scored=False))  # needs no scores
     if span is not None and span[1] >= recent and span[0] < until:
         history.add_responses(_between("authored", min(span[0], recent), max(span[1], until)))

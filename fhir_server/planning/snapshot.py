@@ -51,6 +51,7 @@ from plan_engine import (
     ConsentState,
     EducationRecord,
     ExerciseLog,
+    PatientGoals,
     PatientSnapshot,
     PlannedExercise,
     PreviousPlan,
@@ -336,6 +337,8 @@ class ResponseInputs:
     inputs: list[str]
     used_days: list[date]
     weekly_sources: frozenset[str]  # the reports made from a weekly check-in
+    goals: PatientGoals = PatientGoals()  # the newest goal-setting answers before as_of
+    goal_minutes: int | None = None  # the exercise minutes chosen there
 
 
 def response_inputs(record: PatientRecord, as_of: date) -> ResponseInputs:
@@ -344,9 +347,14 @@ def response_inputs(record: PatientRecord, as_of: date) -> ResponseInputs:
     scored = _scored_responses(record)
     baseline, baseline_responses = _baseline(scored)
     reports, flags, logs, inputs, weekly = [], [], [], [], set()
+    goal_setting: _Scored | None = None
     for s in scored:
         if s.response["id"] in baseline_responses:
             inputs.append(_ref(s.response))
+            continue
+        if s.questionnaire == fc.GOAL_SETTING_QUESTIONNAIRE:
+            if s.day < as_of and (goal_setting is None or _newer(s, goal_setting)):
+                goal_setting = s
             continue
         if s.questionnaire == fc.EXERCISE_FEEDBACK_QUESTIONNAIRE:
             log = _exercise_log(s)
@@ -365,7 +373,74 @@ def response_inputs(record: PatientRecord, as_of: date) -> ResponseInputs:
                 reports.append(report)
                 inputs.append(_ref(s.response))
     used_days = [s.day for s in scored if s.day < as_of]
-    return ResponseInputs(baseline, reports, flags, logs, inputs, used_days, frozenset(weekly))
+    goals, goal_minutes = PatientGoals(), None
+    if goal_setting is not None:
+        inputs.append(_ref(goal_setting.response))
+        goals, goal_minutes = _patient_goals(goal_setting)
+    return ResponseInputs(
+        baseline,
+        reports,
+        flags,
+        logs,
+        inputs,
+        used_days,
+        frozenset(weekly),
+        goals,
+        goal_minutes,
+    )
+
+
+def _newer(a: _Scored, b: _Scored) -> bool:
+    key_a = (a.day, str(a.response.get("authored") or ""), a.response["id"])
+    key_b = (b.day, str(b.response.get("authored") or ""), b.response["id"])
+    return key_a > key_b
+
+
+_DAYS_OF_WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _patient_goals(s: _Scored) -> tuple[PatientGoals, int | None]:
+    """The goal-setting answers (Questionnaire selfback-goal-setting): the patient's own
+    daily step target, preferred exercise days (FHIR days-of-week), what matters to them in
+    their own words, and the exercise minutes they can set aside."""
+    target = _int_or_none(_first(s.answers, "goal-steps"))
+    days = {str(d) for d in s.answers.get("goal-days", []) if d in _DAYS_OF_WEEK}
+    words = _first(s.answers, "goal-what-matters")
+    minutes = _int_or_none(_first(s.answers, "goal-minutes"))
+    goals = PatientGoals(
+        step_target=target if target is not None and target >= 0 else None,
+        preferred_days=tuple(d for d in _DAYS_OF_WEEK if d in days),
+        what_matters=words.strip() if isinstance(words, str) and words.strip() else None,
+        source=_ref(s.response),
+    )
+    return goals, minutes if minutes is not None and minutes > 0 else None
+
+
+def baseline_score_values(record: PatientRecord) -> dict[str, float] | None:
+    """Score id -> value at baseline (the oldest of each, from the baseline questionnaire and
+    the baseline-time questionnaires within BASELINE_SPAN of it), as the weekly schedule's
+    conditions read them (mappings.due_groups); None without a completed baseline."""
+    scored = _scored_responses(record)
+    first = next((s for s in scored if s.questionnaire == fc.BASELINE_QUESTIONNAIRE), None)
+    if first is None:
+        return None
+    values: dict[str, float] = {}
+    for s in scored:
+        if s.questionnaire in (fc.WEEKLY_QUESTIONNAIRE, fc.EXERCISE_FEEDBACK_QUESTIONNAIRE):
+            continue
+        if s is not first and not first.day <= s.day <= first.day + BASELINE_SPAN:
+            continue
+        for score_id, value in s.scores.items():
+            number = _int_or_none(value) if not isinstance(value, float) else value
+            if score_id not in values and number is not None:
+                values[score_id] = float(number)
+    return values
+
+
+def answered_questionnaires(record: PatientRecord, before: date) -> frozenset[str]:
+    """Canonical URLs (without version) of the questionnaires answered (completed or
+    amended) before ``before``."""
+    return frozenset(s.questionnaire for s in _scored_responses(record) if s.day < before)
 
 
 def first_baseline_day(record: PatientRecord) -> date | None:
@@ -387,6 +462,7 @@ def _red_flags(s: _Scored) -> RedFlagAnswers | None:
 
 
 _FEEDBACK = {"easy", "difficult", "pain", "instruction-unclear"}
+_RATINGS = {"easy", "just-right", "hard", "painful"}
 
 
 def _exercise_log(s: _Scored) -> ExerciseLog | None:
@@ -403,6 +479,7 @@ def _exercise_log(s: _Scored) -> ExerciseLog | None:
         if r is not None
     )
     reason = _first(s.answers, "replace-reason")
+    rating = _first(s.answers, "exercise-rating")
     return ExerciseLog(
         day=s.day,
         exercise_id=exercise_id,
@@ -410,6 +487,10 @@ def _exercise_log(s: _Scored) -> ExerciseLog | None:
         reps_done=reps,
         skipped=outcome in ("exercise-skipped", "exercise-replaced"),
         feedback=reason if reason in _FEEDBACK else None,  # type: ignore[arg-type]
+        # How a completed session felt (exercise-feedback item exercise-rating).
+        rating=rating  # type: ignore[arg-type]
+        if rating in _RATINGS and outcome == "exercise-completed"
+        else None,
     )
 
 
@@ -727,6 +808,8 @@ def build_snapshot(record: PatientRecord, as_of: date) -> PatientSnapshot:
     overrides, override_refs = _overrides(record)
     minutes_ext = _extension(plan, fc.EXT_EXERCISE_MINUTES)
     minutes = (minutes_ext or {}).get("valueInteger") or settings.default_exercise_minutes
+    if given.goal_minutes is not None:
+        minutes = given.goal_minutes  # the patient's own, newer choice (goal setting)
     snapshot = PatientSnapshot(
         patient_id=record.patient["id"],
         programme_start=start,
@@ -747,6 +830,7 @@ def build_snapshot(record: PatientRecord, as_of: date) -> PatientSnapshot:
         last_app_use=max(used_days) if used_days else None,
         inputs=tuple(inputs + step_refs + override_refs + list(record.extra_inputs)),
         safety_reviews=tuple(_safety_reviews(record, as_of)),
+        goals=given.goals,
     )
     bounded = bounded_snapshot(snapshot, as_of)
     still_used = {r.source for r in bounded.weekly_reports} | {r.source for r in flags}

@@ -31,6 +31,8 @@ class StepGoalRules:
     max_increase_steps: int
     max_decrease_steps: int
     band: tuple[tuple[int, float], ...]
+    override_min_steps: int
+    override_max_steps: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class ExerciseRules:
     mastery_rep_fraction: float
     sessions_per_week: int
     first_types: tuple[str, ...]
+    feedback_easy_sessions_for_rise: int
     comorbidity_contraindications: tuple[tuple[str, frozenset[str]], ...]
 
 
@@ -57,6 +60,9 @@ class PainReliefRules:
     moderate_pain_min: int
     moderate_pain_max: int
     moderate_pain_rise_at_least: int
+    max_weeks: int
+    window_weeks: int
+    graded_return_level_drop: int
 
 
 @dataclass(frozen=True, slots=True)

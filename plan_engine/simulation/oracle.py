@@ -77,6 +77,9 @@ def expected_findings(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> d
             found["REV-PAIN-VERY-HIGH"] = REVIEW
         if previous_pain is not None and pain_new - previous_pain >= safety.review_pain_rise:
             found["REV-PAIN-RISE"] = REVIEW
+        relief = _pain_relief_limit_reached(snapshot, as_of, rules, pain_new, previous_pain)
+        if relief and not relief <= raised.get("REV-PAIN-RELIEF-LIMIT", set()):
+            found["REV-PAIN-RELIEF-LIMIT"] = REVIEW
 
     rmdq = [r for r in earlier if r.rmdq is not None]
     baseline = snapshot.baseline
@@ -97,8 +100,9 @@ def expected_findings(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> d
     ):
         found["REV-STARTBACK-HIGH"] = REVIEW
 
-    phq8 = newest.phq8 if newest is not None else None
-    phq8_source = newest.source if newest is not None else None
+    in_window = [r for r in earlier if r.reported_on >= as_of - window and r.phq8 is not None]
+    phq8 = in_window[-1].phq8 if in_window else None
+    phq8_source = in_window[-1].source if in_window else None
     baseline_is_new = as_of - window <= baseline.completed_on <= as_of
     if phq8 is None and baseline_is_new and not any(r.phq8 is not None for r in earlier):
         phq8, phq8_source = baseline.phq8, baseline.source
@@ -108,9 +112,46 @@ def expected_findings(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> d
             top = bands[-1]
             found[top.id] = INFO if top.severity == "low" else REVIEW
 
+    if URGENT in found.values():
+        found.pop("REV-PAIN-RELIEF-LIMIT", None)  # a stop-and-refer beats every mode
     if days_without_data(snapshot, as_of) >= safety.nudge_after_days_without_data:
         found["NUDGE-NO-DATA"] = INFO
     return found
+
+
+def _pain_relief_limit_reached(
+    snapshot: PatientSnapshot,
+    as_of: date,
+    rules: Rules,
+    pain_new: int,
+    previous_pain: int | None,
+) -> set[str]:
+    """PR-MAX-WEEKS / REV-PAIN-RELIEF-LIMIT: pain-relief mode would go on (PR-HIGH-PAIN,
+    PR-FLARE or PR-CONTINUE-RISING) when ``max_weeks`` of the plans of the last
+    ``window_weeks`` were pain-relief plans: the references of those plans (empty: not
+    reached). Urgent findings are left to the caller (a hold wins over every mode)."""
+    relief = rules.pain_relief
+    since = as_of - timedelta(weeks=relief.window_weeks)
+    plans = {
+        f"CarePlan/{p.plan_id}"
+        for p in snapshot.previous_plans
+        if since <= p.week_start < as_of and p.mode == codes.MODE_PAIN_RELIEF
+    }
+    if len(plans) < relief.max_weeks:
+        return set()
+    previous = [p for p in snapshot.previous_plans if p.week_start < as_of]
+    rise = pain_new - previous_pain if previous_pain is not None else None
+    continuing = bool(previous) and previous[-1].mode == codes.MODE_PAIN_RELIEF
+    wanted = (
+        pain_new >= relief.enter_pain_at_or_above
+        or (
+            relief.moderate_pain_min <= pain_new <= relief.moderate_pain_max
+            and rise is not None
+            and rise >= relief.moderate_pain_rise_at_least
+        )
+        or (continuing and rise is not None and rise >= rules.worsening.pain_rise_at_least)
+    )
+    return plans if wanted else set()
 
 
 def days_without_data(snapshot: PatientSnapshot, as_of: date) -> int:

@@ -23,8 +23,9 @@ def _danish(element: dict) -> str | None:
     return None
 
 
-def test_the_seven_programme_questionnaires_are_packaged():
+def test_the_eight_programme_questionnaires_are_packaged():
     assert set(IDS) == {
+        "selfback-goal-setting",
         "selfback-baseline",
         "selfback-weekly",
         "selfback-sleep",

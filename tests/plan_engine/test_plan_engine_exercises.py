@@ -140,7 +140,7 @@ def test_pain_relief_mode_thresholds(previous_pain: int, pain: int, mode: str) -
         assert all(e.level == 1 for e in decision.exercises)
 
 
-def test_levels_resume_after_pain_relief_mode() -> None:
+def test_levels_resume_one_lower_after_pain_relief_mode_graded_return() -> None:
     plans = (
         plan(
             "week-2",
@@ -161,8 +161,11 @@ def test_levels_resume_after_pain_relief_mode() -> None:
     )
     assert decision.mode == "standard"
     levels = {e.exercise_id: e.level for e in decision.exercises}
-    assert levels == {"ab-dead-bug": 4, "back-hip-hinge": 3, "core-plank": 5}
-    assert all("EX-RESUME" in [r.ref for r in e.reasons] for e in decision.exercises)
+    # PR-GRADED-RETURN (NICE NG59 1.2.1): one level below the levels last used, then build up.
+    assert levels == {"ab-dead-bug": 3, "back-hip-hinge": 2, "core-plank": 4}
+    assert all("EX-GRADED-RETURN" in [r.ref for r in e.reasons] for e in decision.exercises)
+    assert "PR-GRADED-RETURN" in [r.ref for r in decision.mode_reasons]
+    assert decision.step_goal.steps_per_day <= 5000
 
 
 def test_excluded_exercise_is_replaced_at_the_same_level() -> None:
@@ -186,20 +189,34 @@ def test_contraindicated_levels_are_never_planned() -> None:
                 "week-3",
                 LAST_WEEK,
                 5000,
-                (("ab-curl", 2), ("back-hip-hinge", 2), ("core-plank", 2)),
+                (
+                    ("ab-curl", 2),
+                    ("back-hip-hinge", 2),
+                    ("core-plank", 2),
+                    ("glute-sit-to-stand", 2),
+                ),
             ),
         ),
         exercise_logs=tuple(
-            ExerciseLog(AS_OF - timedelta(days=d), "ab-curl", 2, (10, 10, 10), feedback="easy")
+            ExerciseLog(
+                AS_OF - timedelta(days=d), "glute-sit-to-stand", 2, (10, 10, 10), feedback="easy"
+            )
             for d in (1, 3)
         ),
     )
     decision = decide_plan(snapshot, AS_OF)
-    blocked = {"loaded-spinal-flexion", "kneeling", "deep-knee-flexion"}
+    blocked = {
+        "loaded-spinal-flexion",
+        "repeated-spinal-flexion",
+        "kneeling",
+        "deep-knee-flexion",
+    }
     for e in decision.exercises:
         assert not CATALOGUE.exercise(e.exercise_id, e.level).contraindications & blocked
-    ab_curl = [e for e in decision.exercises if e.exercise_id == "ab-curl"]
-    assert ab_curl and ab_curl[0].level == 2  # level 3 needs loaded flexion: held at 2
+    # ab-curl level 2 is a repeated spinal flexion (osteoporosis): replaced, reason given.
+    assert not [e for e in decision.exercises if e.exercise_id == "ab-curl"]
+    sit = [e for e in decision.exercises if e.exercise_id == "glute-sit-to-stand"]
+    assert sit and sit[0].level == 2  # level 3 needs deep knee flexion: held at 2
 
 
 def test_catalogue_has_two_exercises_per_type_and_level_so_a_switch_is_possible() -> None:

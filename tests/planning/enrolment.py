@@ -219,3 +219,29 @@ def transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
             for r in resources
         ],
     }
+
+
+def goal_setting_response(pid: str, day: date, **answers: Any) -> dict[str, Any]:
+    """The goal-setting answers (Questionnaire selfback-goal-setting), days Mon/Wed/Fri."""
+    given = {
+        "goal-steps": 5000,
+        "goal-days": "mon",
+        "goal-minutes": 20,
+        "goal-what-matters": "Playing football with my son",
+        **answers,
+    }
+    response = _response("selfback-goal-setting", "x", pid, given, day)
+    days = ["mon", "wed", "fri"]
+    for item in response["item"]:
+        if item["linkId"] == "goal-days":
+            item["answer"] = [
+                {
+                    "valueCoding": {
+                        "system": "http://hl7.org/fhir/days-of-week",
+                        "code": d,
+                        "display": {"mon": "Monday", "wed": "Wednesday", "fri": "Friday"}[d],
+                    }
+                }
+                for d in days
+            ]
+    return response

@@ -19,6 +19,7 @@ from tests.planning.enrolment import (
     baseline_response,
     clinician_goal,
     exercise_feedback,
+    goal_setting_response,
     patient,
     programme_plan,
     step_observation,
@@ -312,3 +313,47 @@ def test_a_long_history_gives_the_engine_only_its_window() -> None:
     weekly_inputs = {i for i in snapshot.inputs if i.startswith("QuestionnaireResponse/w-")}
     assert weekly_inputs == kept and "QuestionnaireResponse/w-0" not in weekly_inputs
     assert decide_plan(snapshot, as_of).previous_plan_id == plans[-1][0]["id"]
+
+
+def _rated(rid: str, day: date, outcome: str, rating: str | None) -> dict[str, Any]:
+    from tests.planning.enrolment import _response
+
+    answers: dict[str, Any] = {
+        "exercise": "ab-curl",
+        "exercise-level": 2,
+        "exercise-outcome": outcome,
+    }
+    if outcome == "exercise-completed":
+        answers.update({"reps-set-1": 10, "reps-set-2": 10, "reps-set-3": 10})
+        if rating is not None:
+            answers["exercise-rating"] = rating
+    return _response("selfback-exercise-feedback", rid, "p1", answers, day)
+
+
+@pytest.mark.parametrize("rating", ["easy", "just-right", "hard", "painful", None])
+def test_the_rating_of_a_completed_exercise_reaches_the_log(rating: str | None) -> None:
+    day = AS_OF - timedelta(days=2)
+    snapshot = build_snapshot(record(_rated("fb", day, "exercise-completed", rating)), AS_OF)
+    assert [(e.rating, e.skipped, e.reps_done) for e in snapshot.exercise_logs] == [
+        (rating, False, (10, 10, 10))
+    ]
+
+
+def test_the_newest_goal_setting_answers_before_as_of_are_the_patients_goals() -> None:
+    def goals(rid: str, day: date, **answers: Any) -> dict[str, Any]:
+        response = goal_setting_response("p1", day, **answers)
+        response["id"] = rid
+        return response
+
+    older = goals("gs-1", START + timedelta(days=1), **{"goal-steps": 4000})
+    newer = goals("gs-2", START + timedelta(days=8), **{"goal-steps": 7000, "goal-minutes": 25})
+    later = goals("gs-3", AS_OF, **{"goal-steps": 9999})  # on as_of: for the next plan
+    snapshot = build_snapshot(record(older, newer, later), AS_OF)
+    assert snapshot.goals.step_target == 7000
+    assert snapshot.goals.preferred_days == ("mon", "wed", "fri")
+    assert snapshot.goals.what_matters == "Playing football with my son"
+    assert snapshot.exercise_minutes == 25
+    assert "QuestionnaireResponse/gs-2" in snapshot.inputs
+    assert "QuestionnaireResponse/gs-3" not in snapshot.inputs
+    without = build_snapshot(record(), AS_OF)
+    assert without.goals.step_target is None and without.exercise_minutes == 15

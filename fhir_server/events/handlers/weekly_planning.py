@@ -26,16 +26,19 @@ from fhir_server.errors import FhirError
 from fhir_server.events.outbox import OutboxEvent, schedule
 from fhir_server.planning import conventions as fc
 from fhir_server.planning.record import read_plans
-from fhir_server.planning.run import plan_and_store
+from fhir_server.planning.run import PlanRun, decide_week, plan_and_store
 from fhir_server.planning.schedule import WEEKLY_PLAN, schedule_week, start_schedule
 from fhir_server.planning.snapshot import (
+    PatientRecord,
     PlanningInputError,
     day_of,
     plan_weeks,
     programme_start,
 )
+from fhir_server.planning.store import store_decision
 from fhir_server.planning.weeks import day_of_us, week_number
 from fhir_server.storage.repository import WriteSession
+from plan_engine import PlanDecision, codes
 
 PLAN_TRIGGER = "plan-trigger"
 
@@ -85,6 +88,20 @@ def plan_after_response(session: WriteSession, event: OutboxEvent, now: int) -> 
             # The baseline makes the first plan when the schedule could not (it came
             # first); once there are plans, the weekly check-ins and the schedule go on.
             return "baseline: planned already"
+        if questionnaire in fc.REPLAN_IF_CHANGED:
+            # A mental-health, pain-perception or goal-setting response re-plans only when
+            # it changes a decision: an unchanged plan is not written again under new ids.
+            proposed = decide_week(session, patient_id, as_of=None, today=day)
+            stored_plan = plan_weeks(proposed.record).get(proposed.decision.as_of)
+            if stored_plan is not None and same_decision(
+                session, stored_plan, proposed.record, proposed.decision
+            ):
+                return (
+                    f"week {proposed.decision.week_number} ({proposed.decision.as_of}): "
+                    "decision unchanged, not re-planned"
+                )
+            stored = store_decision(session, proposed.decision, proposed.record, now=now)
+            return _note(PlanRun(proposed.decision, proposed.record, stored))
         run = plan_and_store(session, patient_id, as_of=None, today=day, now=now)
     except PlanningInputError as exc:
         return f"not planned: {exc}"
@@ -139,6 +156,55 @@ def plan_scheduled_week(session: WriteSession, event: OutboxEvent, now: int) -> 
     except FhirError as exc:
         return f"not planned: {exc}"
     return _note(run)
+
+
+def _activity_canonicals(plan: dict[str, Any]) -> list[str]:
+    return sorted(
+        str((a.get("detail") or {}).get("instantiatesCanonical") or [])
+        for a in plan.get("activity") or []
+    )
+
+
+def same_decision(
+    session: WriteSession, stored: dict[str, Any], record: PatientRecord, decision: PlanDecision
+) -> bool:
+    """Whether ``decision`` decides what the plan stored for its week decided: status, mode
+    (category), the activities (exercise levels, education, safety message), the step goal
+    and the findings. Ids, inputs and reasons may differ."""
+    proposed = next(r for r in decision.resources if r["resourceType"] == "CarePlan")
+    if stored.get("status") != proposed.get("status"):
+        return False
+    if stored.get("category") != proposed.get("category"):
+        return False
+    if _activity_canonicals(stored) != _activity_canonicals(proposed):
+        return False
+    goal_ids = {str(g.get("reference", "")).split("/", 1)[-1] for g in stored.get("goal") or []}
+    stored_goals = [
+        orjson.loads(found.body)
+        for gid in sorted(goal_ids)
+        if (found := session.read("Goal", gid)) is not None and not found.deleted
+    ]
+    stored_steps = {
+        (t.get("detailQuantity") or {}).get("value")
+        for g in stored_goals
+        for t in g.get("target") or []
+        if t.get("detailQuantity")
+    }
+    if decision.step_goal is None:
+        if stored_steps:
+            return False
+    elif stored_steps != {decision.step_goal.steps_per_day}:
+        return False
+    week = decision.as_of.isoformat()
+    raised = {
+        c.get("code")
+        for issue in record.detected_issues
+        if str(issue.get("identifiedDateTime") or "")[:10] == week
+        and issue.get("status") not in ("cancelled", "entered-in-error")
+        for c in (issue.get("code") or {}).get("coding") or []
+        if c.get("system") == codes.PLAN_RULE
+    }
+    return raised == {f.id for f in decision.findings}
 
 
 def _is_programme(plan: dict[str, Any]) -> bool:
