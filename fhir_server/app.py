@@ -24,7 +24,7 @@ from fhir_server.audit.coalesce import CoalescingAudit
 from fhir_server.config import Settings
 from fhir_server.content import load_programme_content
 from fhir_server.errors import FhirError, error
-from fhir_server.events.handlers import HANDLERS, TOPIC_HANDLERS
+from fhir_server.events.handlers import handlers_for
 from fhir_server.events.worker import OutboxWorker
 from fhir_server.export.routes import EXPORT_ROUTES
 from fhir_server.export.runner import ExportRunner
@@ -40,8 +40,9 @@ def create_app(settings: Settings | None = None) -> FhirFirst:
     settings = (settings or Settings.from_env()).resolved()
     db = open_database(settings.database_url)
     upgrade(db)
-    repository = Repository(db, event_types=frozenset(HANDLERS))
-    worker = OutboxWorker(repository, HANDLERS, topic_handlers=TOPIC_HANDLERS)
+    handlers, topic_handlers = handlers_for(settings)
+    repository = Repository(db, event_types=frozenset(handlers))
+    worker = OutboxWorker(repository, handlers, topic_handlers=topic_handlers)
     repository.on_events = worker.wake
     if settings.load_content:
         counts = load_programme_content(repository, settings.base_url or "http://localhost/fhir")

@@ -108,6 +108,23 @@ class Settings:
     max_param_repeats: int = DEFAULT_MAX_PARAM_REPEATS
     max_param_values: int = DEFAULT_MAX_PARAM_VALUES
     max_sort_keys: int = DEFAULT_MAX_SORT_KEYS
+    # Safety alerts (fhir_server.alerts, docs/ALERTS.md). A signed webhook receives every
+    # alert when a URL is set; the SMS gateway above (sms_sender) also gets the urgent and
+    # emergency ones when alert_sms is on.
+    alert_webhook_url: str = ""
+    alert_webhook_secret: str = field(default="", repr=False)
+    alert_sms: bool = True
+    # Delivery retries: capped exponential back-off (base * 2^(n-1), at most cap), given
+    # up (Communication.status stopped, with the reason) once an alert is max_age old.
+    alert_retry_base_seconds: float = 15.0
+    alert_retry_cap_seconds: float = 900.0
+    alert_retry_max_age_seconds: float = 86_400.0
+    # An emergency alert (cauda equina signs) still not accepted by its owner after this
+    # long is escalated to the organisation. NICE CKS "Sciatica (lumbar radiculopathy)" /
+    # "Low back pain without radiculopathy": suspected cauda equina syndrome needs
+    # *immediate* (emergency, same-day) referral, so the default is 30 minutes; the
+    # deployment's clinical safety officer signs the value off (DCB0129/DCB0160).
+    alert_escalation_seconds: float = 1800.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -132,6 +149,13 @@ class Settings:
             care_team_required=_env("CARE_TEAM_REQUIRED", "on").lower()
             not in ("0", "off", "false", "no"),
             **{name: int(_env(name.upper(), str(default))) for name, default in LIMITS.items()},
+            alert_webhook_url=_env("ALERT_WEBHOOK_URL", ""),
+            alert_webhook_secret=_env("ALERT_WEBHOOK_SECRET", ""),
+            alert_sms=_env("ALERT_SMS", "on").lower() not in ("0", "off", "false", "no"),
+            alert_retry_base_seconds=float(_env("ALERT_RETRY_BASE_SECONDS", "15")),
+            alert_retry_cap_seconds=float(_env("ALERT_RETRY_CAP_SECONDS", "900")),
+            alert_retry_max_age_seconds=float(_env("ALERT_RETRY_MAX_AGE_SECONDS", "86400")),
+            alert_escalation_seconds=float(_env("ALERT_ESCALATION_SECONDS", "1800")),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean).resolved()  # type: ignore[arg-type]
@@ -155,6 +179,8 @@ class Settings:
         for name in LIMITS:
             if getattr(self, name) < 1:
                 raise ValueError(f"SELFBACK_{name.upper()} must be a positive number")
+        if self.alert_webhook_url and not self.alert_webhook_secret:
+            raise ValueError("SELFBACK_ALERT_WEBHOOK_URL needs SELFBACK_ALERT_WEBHOOK_SECRET")
         url = self.database_url or f"sqlite:///{self.data_dir / 'selfback.sqlite'}"
         key = self.secret_key or _load_or_create_secret(self.data_dir)
         return replace(self, database_url=normalise_database_url(url), secret_key=key)

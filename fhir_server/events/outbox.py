@@ -104,6 +104,30 @@ def mark_failed(
     conn.execute(update(outbox).where(outbox.c.id == event.id).values(**values))
 
 
+def claim_owners(conn: Connection, now: int) -> list[str]:
+    """The workers holding unexpired claims on events not yet done."""
+    rows = conn.execute(
+        select(outbox.c.claimed_by)
+        .where(
+            outbox.c.done_at.is_(None),
+            outbox.c.claimed_by.is_not(None),
+            outbox.c.claimed_until >= now,
+        )
+        .distinct()
+    ).all()
+    return [str(r[0]) for r in rows]
+
+
+def release_claims(conn: Connection, owner: str) -> int:
+    """Make the claims of ``owner`` (a dead worker) due again at once."""
+    result = conn.execute(
+        update(outbox)
+        .where(outbox.c.claimed_by == owner, outbox.c.done_at.is_(None))
+        .values(claimed_by=None, claimed_until=None)
+    )
+    return int(result.rowcount or 0)
+
+
 def pending_count(conn: Connection) -> int:
     from sqlalchemy import func
 

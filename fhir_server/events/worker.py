@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
+from fhir_server.events.liveness import Liveness
 from fhir_server.events.outbox import (
     RESOURCE_WRITTEN,
     OutboxEvent,
     claim,
+    claim_owners,
     has_due,
     mark_done,
     mark_failed,
+    release_claims,
 )
 from fhir_server.polling import PollingWorker
 from fhir_server.storage.repository import Repository, WriteSession
@@ -31,6 +35,21 @@ log = logging.getLogger("selfback.events")
 Handler = Callable[[WriteSession, OutboxEvent, int], str | None]
 
 
+class SendingHandler:
+    """A handler that talks to the outside world: ``send`` runs first, outside any
+    database transaction (a slow receiver must not hold the write lock), and ``record``
+    then writes its outcome together with the event's "done" mark. A crash between the two
+    sends again on the next claim: such handlers deliver at least once."""
+
+    def send(self, repo: Repository, event: OutboxEvent, now: int) -> Any:
+        raise NotImplementedError
+
+    def record(
+        self, session: WriteSession, event: OutboxEvent, result: Any, now: int
+    ) -> str | None:
+        raise NotImplementedError
+
+
 class OutboxWorker(PollingWorker):
     def __init__(
         self,
@@ -41,7 +60,7 @@ class OutboxWorker(PollingWorker):
         lease_seconds: float = 120.0,
         batch: int = 20,
         max_attempts: int = 5,
-        topic_handlers: dict[str, Handler] | None = None,
+        topic_handlers: dict[str, Handler | SendingHandler] | None = None,
     ) -> None:
         super().__init__("worker", poll_seconds)
         self.repo = repo
@@ -51,6 +70,35 @@ class OutboxWorker(PollingWorker):
         self.lease_us = int(lease_seconds * 1_000_000)
         self.batch = batch
         self.max_attempts = max_attempts
+
+    def start(self) -> None:
+        """Hold this worker's proof of life, take back the claims of dead workers (a server
+        killed mid-event: handled within seconds of the restart, not after the lease), then
+        start polling."""
+        self.liveness = Liveness(self.repo.db, self.name)
+        self.liveness.hold()
+        self.reclaim_dead()
+        super().start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        liveness = getattr(self, "liveness", None)
+        if liveness is not None:
+            liveness.release()
+
+    def reclaim_dead(self, now: int | None = None) -> int:
+        """Release the unexpired claims whose owner is no longer alive; answers how many."""
+        now = now_us() if now is None else now
+        liveness = getattr(self, "liveness", None) or Liveness(self.repo.db, self.name)
+        with self.repo.db.reader.connect() as conn:
+            owners = claim_owners(conn, now)
+        released = 0
+        for owner in owners:
+            if liveness.is_dead(owner):
+                count = self.repo.write(lambda s, o=owner: release_claims(s.conn, o))
+                log.warning("reclaimed %s outbox claim(s) of dead worker %s", count, owner)
+                released += count
+        return released
 
     @property
     def topics(self) -> frozenset[str]:
@@ -69,6 +117,7 @@ class OutboxWorker(PollingWorker):
         return len(events)
 
     def _handle(self, event: OutboxEvent, now: int) -> None:
+        handler: Handler | SendingHandler | None
         if event.topic == RESOURCE_WRITTEN:
             handler = self.handlers.get(event.rtype)
         else:
@@ -78,10 +127,16 @@ class OutboxWorker(PollingWorker):
             return
 
         def work(session: WriteSession) -> None:
-            note = handler(session, event, now)
+            if isinstance(handler, SendingHandler):
+                note = handler.record(session, event, sent, now)
+            else:
+                note = handler(session, event, now)
             mark_done(session.conn, event.id, now, note)
 
         try:
+            sent = (
+                handler.send(self.repo, event, now) if isinstance(handler, SendingHandler) else None
+            )
             self.repo.write(work)
         # A handler's failure of any kind must not stop the worker or lose the event:
         # it is recorded on the event and retried (deliberately broad).

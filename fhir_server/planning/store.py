@@ -45,6 +45,12 @@ def store_decision(
         if current is not None and not current.deleted and same_content(current.body, resource):
             unchanged += 1  # the same decision stored again: no new version
             return
+        if rtype == "Communication" and current is not None and not current.deleted:
+            # Once stored, an alert's Communication belongs to its delivery
+            # (fhir_server.alerts): the same decision stored again must not put it back
+            # to "preparation" or drop its delivery record.
+            unchanged += 1
+            return
         stored = update(session, rtype, rid, resource, now=now).stored
         assert stored is not None
         written.append((stored.rtype, stored.id, stored.version))
