@@ -291,6 +291,8 @@ class AlertDelivery(SendingHandler):
                 }
             )
         changed: dict[str, Any] = {**communication, "extension": extensions}
+        if not extensions:
+            changed.pop("extension")  # R4 json.html: no empty arrays
         changed.pop("statusReason", None)
         delivered = _delivered(changed)
         failed = [f"{c}: {d}" for c, ok, d in attempt.outcomes if not ok]
