@@ -13,6 +13,8 @@ PLAN_ACTIVITY_KIND = f"{CANONICAL_BASE}/CodeSystem/plan-activity-kind"
 EDUCATION_THEME = f"{CANONICAL_BASE}/CodeSystem/education-theme"
 BARRIER = f"{CANONICAL_BASE}/CodeSystem/barrier"
 QUESTIONNAIRE_ANSWER = f"{CANONICAL_BASE}/CodeSystem/questionnaire-answer"
+SECURITY_TAG = f"{CANONICAL_BASE}/CodeSystem/security-tag"
+ALERT = f"{CANONICAL_BASE}/CodeSystem/alert"
 
 # External systems (FHIR R4 terminologies page)
 LOINC = "http://loinc.org"

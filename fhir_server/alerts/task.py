@@ -15,10 +15,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-SECURITY_TAG_SYSTEM = "http://selfback.example.org/fhir/CodeSystem/security-tag"
+from terminology.systems import ALERT as ALERT_SYSTEM
+from terminology.systems import SECURITY_TAG as SECURITY_TAG_SYSTEM
+
+# terminology/content/CodeSystem-security-tag.json and CodeSystem-alert.json
 SAFETY_TAG = {"system": SECURITY_TAG_SYSTEM, "code": "safety-alert"}
-ALERT_SYSTEM = "http://selfback.example.org/fhir/CodeSystem/alert"
-COMMUNICATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/communication-category"
 
 Urgency = Literal["emergency", "urgent", "review"]
 
