@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from fhir_server.events.liveness import Liveness
@@ -95,7 +96,7 @@ class OutboxWorker(PollingWorker):
         released = 0
         for owner in owners:
             if liveness.is_dead(owner):
-                count = self.repo.write(lambda s, o=owner: release_claims(s.conn, o))
+                count = self.repo.write(partial(_release, owner=owner))
                 log.warning("reclaimed %s outbox claim(s) of dead worker %s", count, owner)
                 released += count
         return released
@@ -153,6 +154,10 @@ class OutboxWorker(PollingWorker):
                 message,
             )
             self.repo.write(lambda s: mark_failed(s.conn, event, now, message, retry_at))
+
+
+def _release(session: WriteSession, owner: str) -> int:
+    return release_claims(session.conn, owner)
 
 
 def _backoff_us(attempts: int) -> int:
