@@ -87,6 +87,14 @@ class Liveness:
         path.unlink(missing_ok=True)
         return True
 
+    def sweep(self) -> None:
+        """SQLite: remove the lock files of workers that died holding no claim (a live
+        worker's file is locked and stays)."""
+        if self._dir is None or not self._dir.is_dir():
+            return
+        for path in self._dir.glob("*.lock"):
+            self.is_dead(path.stem)
+
     def release(self) -> None:
         if self._conn is not None:
             self._conn.close()  # ends the session's advisory lock

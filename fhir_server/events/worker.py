@@ -79,6 +79,7 @@ class OutboxWorker(PollingWorker):
         self.liveness = Liveness(self.repo.db, self.name)
         self.liveness.hold()
         self.reclaim_dead()
+        self.liveness.sweep()
         super().start()
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -192,3 +192,24 @@ def test_claims_of_a_dead_worker_are_reclaimed_and_a_live_ones_are_not(
         rows = conn.execute(select(outbox.c.claimed_by).where(outbox.c.done_at.is_(None))).all()
     assert rows and all(r.claimed_by is None for r in rows)
     assert starting.run_once(T0 + 2 * SECOND) >= 1  # due again at once
+
+
+def test_lock_files_of_dead_sqlite_workers_are_swept(repo: Repository) -> None:
+    from fhir_server.events.liveness import Liveness
+
+    if repo.db.dialect != "sqlite":
+        pytest.skip("lock files are the SQLite liveness; PostgreSQL uses advisory locks")
+    live = Liveness(repo.db, "worker-live")
+    live.hold()
+    crashed = Liveness(repo.db, "worker-crashed")
+    crashed.hold()
+    assert crashed._fd is not None and crashed._dir is not None
+    import os
+
+    os.close(crashed._fd)  # the process died: the kernel dropped the lock, the file stays
+    names = lambda: sorted(p.stem for p in crashed._dir.glob("*.lock"))  # noqa: E731
+    assert names() == ["worker-crashed", "worker-live"]
+    Liveness(repo.db, "worker-starting").sweep()
+    assert names() == ["worker-live"]
+    live.release()
+    assert names() == []
