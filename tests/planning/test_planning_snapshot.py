@@ -276,11 +276,11 @@ def test_findings_of_earlier_plans_come_from_the_engines_detected_issues() -> No
     review = {"date": last_week.isoformat(), "author": {"reference": "PractitionerRole/p1-physio"}}
     reviewed = replace(base, detected_issues=({**raised, "mitigation": [review]},))
     findings = decide_plan(build_snapshot(reviewed, AS_OF), AS_OF).findings
-    assert [f.id for f in findings if f.severity == "urgent"] == []
+    assert [f.id for f in findings if f.severity in ("emergency", "urgent")] == []
     again = weekly_response("w-rf2", "p1", AS_OF, pain=5, red_flags=saddle)
     with_new = replace(reviewed, responses=(*reviewed.responses, again))
     decision = decide_plan(build_snapshot(with_new, AS_OF), AS_OF)
-    assert [(f.id, f.evidence) for f in decision.findings if f.severity == "urgent"] == [
+    assert [(f.id, f.evidence) for f in decision.findings if f.severity in ("emergency", "urgent")] == [
         ("RF-SADDLE-NUMBNESS", ("QuestionnaireResponse/w-rf2",))
     ]
 
