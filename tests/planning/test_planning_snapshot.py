@@ -145,6 +145,7 @@ def test_reports_before_as_of_count_and_red_flags_on_as_of_too() -> None:
         (AS_OF - timedelta(days=1), 6)
     ]
     assert [(a.answered_on, a.significant_trauma) for a in snapshot.red_flags] == [
+        (START, False),  # the baseline's safety check
         (AS_OF - timedelta(days=1), False),
         (AS_OF, True),
     ]
