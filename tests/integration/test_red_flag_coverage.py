@@ -56,6 +56,10 @@ class Path:
     weekly: dict[str, str]
     rule: str
     urgency: str
+    # Other baseline answers that report a red flag (the comorbidity "cancer") and the
+    # red-flag codes the DetectedIssue must cite for them.
+    extra: tuple[tuple[str, Any], ...] = ()
+    extra_codes: tuple[str, ...] = ()
 
     @property
     def in_weekly(self) -> bool:
@@ -118,6 +122,18 @@ def generate_paths() -> tuple[list[Path], list[str]]:
                 rule.urgency,
             )
         )
+    # The reader also counts a cancer comorbidity in the baseline as a history of cancer
+    # (fhir_server/planning/snapshot.py, NICE CKS: past history of cancer).
+    cancer = (("comorbidity", "cancer"),)
+    history = codes.RED_FLAG_ANSWER_CODES["cancer_history"]
+    alone = fired_rules(frozenset({"cancer_history"}), frozenset(), RULES)
+    for rule in alone:
+        paths.append(Path("baseline comorbidity cancer", {}, {}, rule.id, rule.urgency, cancer,
+                          (history,)))  # fmt: skip
+    link_id, code = weekly["new_pain"]
+    (combined,) = fired_rules(frozenset({"new_pain"}), frozenset({"cancer_history"}), RULES)
+    paths.append(Path("combined comorbidity cancer", {}, {link_id: code}, combined.id,
+                      combined.urgency, cancer, (history,)))  # fmt: skip
     return paths, problems
 
 
@@ -142,7 +158,7 @@ def _enrol(fhir: httpx.Client, path: Path) -> tuple[str, date]:
     pid = f"rf-{uuid.uuid4().hex[:10]}"
     start = today() - timedelta(days=7)
     resources = enrolment(pid, start, today())
-    yes = dict.fromkeys(path.baseline, True)
+    yes: dict[str, Any] = {**dict.fromkeys(path.baseline, True), **dict(path.extra)}
     resources = [
         baseline_response(f"{pid}-baseline", pid, start, **yes)
         if r["resourceType"] == "QuestionnaireResponse"
@@ -245,10 +261,10 @@ def test_red_flag_path(walked: dict[str, dict[str, Any]], path: Path) -> None:
     (evidence,) = issue["evidence"]
     cited = {d["reference"] for d in evidence["detail"]}
     assert got["response"] in cited
-    if path.baseline and path.weekly:
+    if (path.baseline or path.extra) and path.weekly:
         assert got["baseline"] in cited
     cited_codes = {c["coding"][0]["code"] for c in evidence["code"]}
-    assert {*path.baseline.values(), *path.weekly.values()} <= cited_codes
+    assert {*path.baseline.values(), *path.weekly.values(), *path.extra_codes} <= cited_codes
     assert all(c["coding"][0]["system"] == codes.RED_FLAG for c in evidence["code"])
 
     # A Communication to the responsible clinician about the Flag, priority from urgency.
