@@ -281,9 +281,9 @@ def test_findings_of_earlier_plans_come_from_the_engines_detected_issues() -> No
     again = weekly_response("w-rf2", "p1", AS_OF, pain=5, red_flags=saddle)
     with_new = replace(reviewed, responses=(*reviewed.responses, again))
     decision = decide_plan(build_snapshot(with_new, AS_OF), AS_OF)
-    assert [(f.id, f.evidence) for f in decision.findings if f.severity in ("emergency", "urgent")] == [
-        ("RF-SADDLE-NUMBNESS", ("QuestionnaireResponse/w-rf2",))
-    ]
+    assert [
+        (f.id, f.evidence) for f in decision.findings if f.severity in ("emergency", "urgent")
+    ] == [("RF-SADDLE-NUMBNESS", ("QuestionnaireResponse/w-rf2",))]
 
 
 def test_a_long_history_gives_the_engine_only_its_window() -> None:
