@@ -23,6 +23,9 @@ from tests.auth.smart_app import bearer
 from tests.integration.test_planning_server import today, wait_for
 from tests.planning.enrolment import enrolment, transaction, weekly_response
 
+# The smart server has its own database: run in the PostgreSQL pass too (-m db).
+pytestmark = pytest.mark.db
+
 TAG = {"system": codes.SECURITY_TAG, "code": codes.SAFETY_ALERT_TAG}
 
 
