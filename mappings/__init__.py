@@ -11,13 +11,14 @@ Questionnaire content and scoring (this package's clinical content):
 """
 
 from mappings.national_profiles import ExportError, export_for, national_rule_violations
-from mappings.questionnaire_content import load_questionnaires, questionnaire
+from mappings.questionnaire_content import load_questionnaires, questionnaire, red_flag_items
 from mappings.score import Score, ScoreCoding, ScoringError
 from mappings.score_observations import score_observations
 from mappings.scoring import score_response, scoring_config
 from mappings.weekly_schedule import due_groups, due_questionnaire, weekly_schedule
 
 __all__ = [
+    "red_flag_items",
     "ExportError",
     "export_for",
     "national_rule_violations",

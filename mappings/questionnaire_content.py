@@ -36,6 +36,26 @@ def walk_items(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         yield from walk_items(it.get("item", []))
 
 
+RED_FLAG_SYSTEM = "http://selfback.example.org/fhir/CodeSystem/red-flag"
+
+
+@cache
+def red_flag_items() -> dict[str, dict[str, str]]:
+    """Questionnaire URL -> {linkId: red-flag code} of every item that asks a red flag.
+
+    An item asks a red flag when its ``Questionnaire.item.code`` holds a code of the
+    red-flag CodeSystem (terminology/content/CodeSystem-red-flag.json); the server reads the
+    answer by that code, and the coverage test walks these items (docs/CONTENT.md,
+    "Red flags")."""
+    table: dict[str, dict[str, str]] = {}
+    for q in _packaged():
+        for it in walk_items(q["item"]):
+            for coding in it.get("code", []):
+                if coding.get("system") == RED_FLAG_SYSTEM:
+                    table.setdefault(q["url"], {})[it["linkId"]] = coding["code"]
+    return table
+
+
 @cache
 def answer_ordinals() -> dict[str, dict[tuple[str, str], float]]:
     """linkId -> {(system, code): ordinal} over all packaged Questionnaires.

@@ -86,18 +86,48 @@ ACTIVITY_KIND_STEP_GOAL: Final = "step-goal"
 # Not (yet) in plan-activity-kind; emitted under PLAN_ENGINE_ACTIVITY.
 ACTIVITY_KIND_SAFETY_MESSAGE: Final = "safety-message"
 
-# Safety findings that have a code in the shared red-flag CodeSystem; every finding also
-# carries its own id under PLAN_RULE.
+# Every red-flag answer (a RedFlagAnswers field) and its code in the shared red-flag
+# CodeSystem. A Questionnaire item asking it carries that code in ``Questionnaire.item.code``;
+# the server's reader and the coverage test (tests/integration/test_red_flag_coverage.py)
+# map items to answers through this table.
+RED_FLAG_ANSWER_CODES: Final = {
+    "bladder_bowel_dysfunction": "bladder-bowel-dysfunction",
+    "saddle_numbness": "saddle-numbness",
+    "sexual_dysfunction": "sexual-dysfunction",
+    "progressive_leg_weakness": "progressive-leg-weakness",
+    "bilateral_leg_symptoms": "bilateral-leg-symptoms",
+    "fever": "fever",
+    "unexplained_weight_loss": "unexplained-weight-loss",
+    "significant_trauma": "significant-trauma",
+    "night_pain": "night-pain",
+    "thoracic_pain": "thoracic-pain",
+    "new_pain": "new-or-worsening-pain",
+    "cancer_history": "cancer-history",
+    "steroid_or_immunosuppression": "steroid-immunosuppression",
+    "onset_age_outside_20_55": "onset-age-outside-20-55",
+    "self_harm_thoughts": "self-harm-thoughts",
+}
+RED_FLAG_ANSWER_BY_CODE: Final = {code: name for name, code in RED_FLAG_ANSWER_CODES.items()}
+
+# Safety findings with a code of their own in the shared red-flag CodeSystem (a finding
+# from answers also carries the codes of its answers); every finding carries its id under
+# PLAN_RULE.
 FINDING_RED_FLAG_CODES: Final = {
-    "RF-BLADDER-BOWEL": "bladder-bowel-dysfunction",
-    "RF-SADDLE-NUMBNESS": "saddle-numbness",
-    "RF-PROGRESSIVE-WEAKNESS": "progressive-leg-weakness",
-    "RF-FEVER-NEW-PAIN": "fever",
-    "RF-WEIGHT-LOSS-NEW-PAIN": "unexplained-weight-loss",
     "RF-CANCER-HISTORY-NEW-PAIN": "cancer-history-new-pain",
-    "RF-SIGNIFICANT-TRAUMA": "significant-trauma",
-    "RF-SELF-HARM": "self-harm-thoughts",
     "REV-PAIN-VERY-HIGH": "severe-pain-persistent",
+}
+
+# Shared contract "safety alerts" (BRIEF_COMMON.md): the Flag, DetectedIssue and
+# Communication of every finding a clinician must act on carry this meta.tag.
+SECURITY_TAG: Final = _code_system("security-tag")
+SAFETY_ALERT_TAG: Final = "safety-alert"
+# Urgency of a finding -> Communication.priority (FHIR R4 request-priority): the Task the
+# alert service makes takes its priority from it.
+URGENCY_PRIORITY: Final = {
+    "emergency": "stat",
+    "urgent": "asap",
+    "review": "routine",
+    "info": "routine",
 }
 
 MODE_STANDARD: Final = "standard"

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any, Literal
 
 ReasonSource = Literal["rule", "case", "safety", "override"]
-FindingSeverity = Literal["urgent", "review", "info"]
+FindingSeverity = Literal["emergency", "urgent", "review", "info"]
 PlanStatus = Literal["active", "on-hold", "not-permitted"]
 
 
@@ -62,6 +62,9 @@ class SafetyFinding:
     text: str
     evidence: tuple[str, ...]
     reasons: tuple[Reason, ...]
+    # The red-flag answers (RedFlagAnswers field names) the finding was raised from: the
+    # DetectedIssue cites them by their red-flag code.
+    answers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,7 +126,7 @@ def _choose_mode(
     previous: PreviousPlan | None,
     unreviewed_hold: Reason | None,
 ) -> tuple[str, tuple[Reason, ...]]:
-    urgent = tuple(r for f in findings if f.severity == "urgent" for r in f.reasons)
+    urgent = tuple(r for f in findings if f.severity in ("emergency", "urgent") for r in f.reasons)
     if urgent:
         return codes.MODE_SAFETY_HOLD, urgent
     if unreviewed_hold is not None:
@@ -220,8 +220,9 @@ def _clinician_messages(
     snapshot: PatientSnapshot, findings: tuple[SafetyFinding, ...]
 ) -> tuple[ClinicianMessage, ...]:
     recipient = f"PractitionerRole/{snapshot.clinician_role_id}"
-    priorities = {"urgent": "stat", "review": "urgent", "info": "routine"}
     actions = {
+        "emergency": "Emergency (possible cauda equina syndrome): the patient has been told to "
+        "call the emergency number now; contact the patient now. The weekly plan is on hold.",
         "urgent": "Stop-and-refer finding: contact the patient today. The weekly plan is on hold.",
         "review": "Please review: the plan will not get harder until reviewed.",
         "info": "For information at the next contact.",
@@ -229,7 +230,7 @@ def _clinician_messages(
     return tuple(
         ClinicianMessage(
             recipient=recipient,
-            priority=priorities[f.severity],  # type: ignore[arg-type]
+            priority=codes.URGENCY_PRIORITY[f.severity],  # type: ignore[arg-type]
             text=f"{f.text} {actions[f.severity]}",
             finding_ids=(f.id,),
         )
@@ -237,18 +238,34 @@ def _clinician_messages(
     )
 
 
-def _patient_message(
-    findings: tuple[SafetyFinding, ...], language: str, rules: Rules
-) -> str | None:
+def _patient_message_kind(findings: tuple[SafetyFinding, ...], hold: bool) -> str | None:
+    """The most urgent message the findings call for (config ``patient_messages``)."""
     severities = {f.severity for f in findings}
-    messages = rules.patient_messages
-    if "urgent" in severities:
-        return messages.text("urgent", language)
+    if "emergency" in severities:
+        return "emergency"
+    if hold or "urgent" in severities:
+        return "urgent"
     if any(f.id != "NUDGE-NO-DATA" for f in findings):
-        return messages.text("review", language)
+        return "review"
     if findings:
-        return messages.text("nudge", language)
+        return "nudge"
     return None
+
+
+def _patient_message(
+    findings: tuple[SafetyFinding, ...], language: str, rules: Rules, hold: bool = False
+) -> str | None:
+    kind = _patient_message_kind(findings, hold)
+    return None if kind is None else rules.patient_messages.text(kind, language)
+
+
+def _patient_message_translations(
+    findings: tuple[SafetyFinding, ...], rules: Rules, hold: bool
+) -> tuple[tuple[str, str], ...]:
+    """The message in every language the programme has (English and Danish): the CarePlan
+    carries the others as translations, so the app can show either."""
+    kind = _patient_message_kind(findings, hold)
+    return () if kind is None else tuple(getattr(rules.patient_messages, kind))
 
 
 def _case_votes(
@@ -413,11 +430,8 @@ def decide_plan(snapshot: PatientSnapshot, as_of: date) -> PlanDecision:
         exercises=exercises,
         education=education,
         findings=findings,
-        patient_message=(
-            rules.patient_messages.text("urgent", snapshot.language)
-            if urgent
-            else _patient_message(findings, snapshot.language, rules)
-        ),
+        patient_message=_patient_message(findings, snapshot.language, rules, urgent),
+        patient_message_translations=_patient_message_translations(findings, rules, urgent),
         clinician_messages=clinician_messages,
         retrieved=tuple(n.retrieved for n in exercise_cases + education_cases),
         diff=plan_diff(previous, mode, mode_reasons, goal, exercises, education, dropped),

@@ -54,6 +54,9 @@ class DecisionContent:
     previous: PreviousPlan | None
     versions: Versions
     sessions_per_week: int
+    # The patient's safety message in every language (language, text): the CarePlan
+    # activity carries the patient's language as text and the others as translations.
+    patient_message_translations: tuple[tuple[str, str], ...] = ()
 
 
 def _ref(resource_type: str, logical_id: str) -> dict[str, str]:
@@ -203,6 +206,7 @@ def _care_plan(
                         "end": content.as_of.isoformat(),
                     },
                     "description": content.patient_message,
+                    **_translations(content.patient_message_translations, language),
                 }
             }
         )
@@ -303,6 +307,46 @@ def _care_plan(
     return plan
 
 
+def _translations(texts: tuple[tuple[str, str], ...], language: str) -> dict[str, Any]:
+    """``_description`` with the FHIR translation extension for each other language."""
+    others = [
+        {
+            "url": codes.EXT_TRANSLATION,
+            "extension": [
+                {"url": "lang", "valueCode": lang},
+                {"url": "content", "valueString": text},
+            ],
+        }
+        for lang, text in texts
+        if lang != language
+    ]
+    return {"_description": {"extension": others}} if others else {}
+
+
+def _safety_alert_meta(finding: SafetyFinding) -> dict[str, Any]:
+    """The shared "safety alert" tag (BRIEF_COMMON.md contract) on what a clinician must act
+    on; a nudge about missing data is not an alert."""
+    if finding.severity == "info":
+        return {}
+    return {"meta": {"tag": [_coding(codes.SECURITY_TAG, codes.SAFETY_ALERT_TAG)]}}
+
+
+def _evidence_of(finding: SafetyFinding) -> list[dict[str, Any]]:
+    """DetectedIssue.evidence: the red-flag codes of the answers (the same codes the
+    Questionnaire items carry in ``item.code``) and the responses that gave them."""
+    evidence: dict[str, Any] = {}
+    answer_codes = [
+        _coding(codes.RED_FLAG, codes.RED_FLAG_ANSWER_CODES[name])
+        for name in finding.answers
+        if name in codes.RED_FLAG_ANSWER_CODES
+    ]
+    if answer_codes:
+        evidence["code"] = [{"coding": [c]} for c in answer_codes]
+    if finding.evidence:
+        evidence["detail"] = [_literal(e) for e in finding.evidence]
+    return [evidence] if evidence else []
+
+
 def _safety_resources(
     content: DecisionContent, patient: dict[str, str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -315,11 +359,16 @@ def _safety_resources(
         codings = [_coding(codes.PLAN_RULE, finding.id)]
         if finding.id in codes.FINDING_RED_FLAG_CODES:
             codings.insert(0, _coding(codes.RED_FLAG, codes.FINDING_RED_FLAG_CODES[finding.id]))
+        elif len(finding.answers) == 1 and finding.answers[0] in codes.RED_FLAG_ANSWER_CODES:
+            red_flag = codes.RED_FLAG_ANSWER_CODES[finding.answers[0]]
+            codings.insert(0, _coding(codes.RED_FLAG, red_flag))
+        meta = _safety_alert_meta(finding)
         code = {"coding": codings, "text": finding.text}
         flags.append(
             {
                 "resourceType": "Flag",
                 "id": flag_id,
+                **meta,
                 "status": "active",
                 "category": [{"coding": [_coding(codes.FLAG_CATEGORY, "safety", "Safety")]}],
                 "code": code,
@@ -331,6 +380,7 @@ def _safety_resources(
         issue: dict[str, Any] = {
             "resourceType": "DetectedIssue",
             "id": issue_id,
+            **meta,
             "status": "final",
             "code": code,
             "severity": finding.issue_severity,
@@ -339,21 +389,24 @@ def _safety_resources(
             "author": _device(content.versions),
             "detail": finding.text,
         }
-        if finding.evidence:
-            issue["evidence"] = [{"detail": [_literal(e) for e in finding.evidence]}]
+        if evidence := _evidence_of(finding):
+            issue["evidence"] = evidence
         issues.append(issue)
         message = by_finding[finding.id]
         messages.append(
             {
                 "resourceType": "Communication",
                 "id": resource_id(content.key, "Communication", index),
+                **meta,
                 "status": "preparation",
                 "category": [
                     {
                         "coding": [
                             _coding(
                                 codes.COMMUNICATION_CATEGORY,
-                                "alert" if finding.severity == "urgent" else "notification",
+                                "alert"
+                                if finding.severity in ("emergency", "urgent")
+                                else "notification",
                             )
                         ]
                     }

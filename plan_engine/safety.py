@@ -1,19 +1,22 @@
 """Safety layer: findings before planning, and a no-harder check after planning. Safety wins.
 
 Before planning, :func:`assess` turns red-flag answers and new scores into findings:
-urgent stop-and-refer (the plan is put on hold), clinician review and the mood pathway (the
-plan may not get harder), and a nudge after days without data. After planning,
+emergency (possible cauda equina syndrome: call the emergency number now) and urgent
+(possible cancer, infection or fracture: same-day contact) stop-and-refer findings put the
+plan on hold; clinician review and the mood pathway keep the plan from getting harder; a
+nudge after days without data. After planning,
 :func:`enforce_no_harder` checks the plan against last week's and undoes anything harder.
 Thresholds live in config/rules.json (``safety``) with their sources.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import date, timedelta
+from typing import Literal
 
 from plan_engine.catalogue import Catalogue
-from plan_engine.config import Rules
+from plan_engine.config import URGENCY_RANK, RedFlagRule, Rules
 from plan_engine.decision import ExerciseDecision, Reason, SafetyFinding, StepGoalDecision
 from plan_engine.features import Features
 from plan_engine.snapshot import PatientSnapshot, PreviousPlan, RedFlagAnswers
@@ -21,10 +24,62 @@ from plan_engine.snapshot import PatientSnapshot, PreviousPlan, RedFlagAnswers
 CANCER_COMORBIDITY = "cancer"
 
 
-def _answer(answers: RedFlagAnswers, name: str, snapshot: PatientSnapshot) -> bool:
-    if name == "cancer_history" and CANCER_COMORBIDITY in snapshot.baseline.comorbidities:
-        return True
-    return bool(getattr(answers, name))
+def standing_answers(snapshot: PatientSnapshot, rules: Rules) -> frozenset[str]:
+    """The standing answers that hold for this patient whatever the screen: those given yes
+    at baseline, and a cancer comorbidity as the history of cancer (NICE CKS: past history
+    of cancer)."""
+    standing = set(snapshot.baseline.red_flag_history) & rules.safety.standing_answers
+    if CANCER_COMORBIDITY in snapshot.baseline.comorbidities:
+        standing.add("cancer_history")
+    return frozenset(standing)
+
+
+def given_yes(answers: RedFlagAnswers) -> frozenset[str]:
+    """The red-flag answers this screen itself gave as yes."""
+    return frozenset(name for name in fields_of_answers() if getattr(answers, name) is True)
+
+
+def fields_of_answers() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(RedFlagAnswers) if f.name not in ("answered_on", "source"))
+
+
+def fired_rules(
+    given: frozenset[str], standing: frozenset[str], rules: Rules
+) -> tuple[RedFlagRule, ...]:
+    """The red-flag rules one screen fires (pure; config ``safety.red_flag_rules``).
+
+    A rule fires when all its answers are yes, counting the standing answers, and at least
+    one of them was given in this screen (a standing answer alone is raised once, from the
+    screen that gave it). A fired rule is left out when another fired rule at least as urgent
+    holds a strict superset of its answers: "cancer history + new pain" (urgent) says more
+    than "new pain" (review) alone, and the clinician gets one alert for it."""
+    yes = given | standing
+    fired = [
+        rule
+        for rule in rules.safety.red_flag_rules
+        if all(name in yes for name in rule.all_of) and any(n in given for n in rule.all_of)
+    ]
+    return tuple(
+        rule
+        for rule in fired
+        if not any(
+            set(rule.all_of) < set(other.all_of)
+            and URGENCY_RANK[other.urgency] >= URGENCY_RANK[rule.urgency]
+            for other in fired
+        )
+    )
+
+
+_ISSUE_SEVERITY: dict[str, Literal["high", "moderate", "low"]] = {
+    "emergency": "high",
+    "urgent": "high",
+    "review": "moderate",
+}
+_ACTION = {
+    "emergency": "Stop and refer now (emergency)",
+    "urgent": "Stop and refer: same-day contact",
+    "review": "Clinician review: not harder",
+}
 
 
 def _evidence(*sources: str | None) -> tuple[str, ...]:
@@ -61,22 +116,29 @@ def assess(
         return bool(evidence) and all((finding_id, e) in raised for e in evidence)
 
     recent_answers = [a for a in snapshot.red_flags if as_of - window <= a.answered_on <= as_of]
-    for rule in safety.urgent_findings:
-        for answers in recent_answers:
-            if already_raised(rule.id, _evidence(answers.source)):
+    standing = standing_answers(snapshot, rules)
+    baseline_source = snapshot.baseline.source
+    for answers in recent_answers:
+        given = given_yes(answers)
+        for rule in fired_rules(given, standing, rules):
+            # A standing answer not given in this screen came from the baseline response:
+            # the DetectedIssue cites both.
+            from_baseline = any(n not in given for n in rule.all_of)
+            evidence = _evidence(answers.source, baseline_source if from_baseline else None)
+            if already_raised(rule.id, evidence):
                 continue
-            if all(_answer(answers, name, snapshot) for name in rule.all_of):
-                text = rule.text_da if snapshot.language == "da" else rule.text
-                previous = findings.get(rule.id)
-                evidence = _evidence(answers.source, *(previous.evidence if previous else ()))
-                findings[rule.id] = SafetyFinding(
-                    rule.id,
-                    "urgent",
-                    "high",
-                    text,
-                    evidence,
-                    (Reason("safety", rule.id, 1.0, f"Stop and refer: {rule.text}."),),
-                )
+            text = rule.text_da if snapshot.language == "da" else rule.text
+            previous = findings.get(rule.id)
+            evidence = _evidence(*evidence, *(previous.evidence if previous else ()))
+            findings[rule.id] = SafetyFinding(
+                rule.id,
+                rule.urgency,
+                _ISSUE_SEVERITY[rule.urgency],
+                text,
+                evidence,
+                (Reason("safety", rule.id, 1.0, f"{_ACTION[rule.urgency]}: {rule.text}."),),
+                tuple(sorted(rule.all_of)),
+            )
 
     current = [r for r in snapshot.weekly_reports if as_of - window <= r.reported_on < as_of]
     report_source = _evidence(current[-1].source) if current else ()

@@ -54,6 +54,9 @@ class BaselineScores:
     start_back_risk: StartBackRisk | None = None
     start_back_assessed_on: date | None = None
     comorbidities: frozenset[str] = frozenset()
+    # Standing red-flag answers given at baseline (cancer history, steroid use or
+    # immunosuppression, onset age): RedFlagAnswers field names answered yes.
+    red_flag_history: frozenset[str] = frozenset()
     # The baseline response (e.g. "QuestionnaireResponse/12"): the evidence of findings from
     # baseline scores, and how the next plan knows it already raised them (finding 4).
     source: str | None = None
@@ -170,17 +173,30 @@ class ConsentState:
 
 @dataclass(frozen=True, slots=True)
 class RedFlagAnswers:
-    """Answers to the safety screen (``True`` = present). ``None`` = not asked."""
+    """One safety screen (baseline or weekly check-in; ``True`` = present, ``None`` = not
+    asked). Each field is one red-flag code of terminology's ``red-flag`` CodeSystem
+    (``plan_engine.codes.RED_FLAG_ANSWER_CODES``); the rules in config/rules.json
+    (``safety.red_flag_rules``) combine them (NICE CKS low back pain / sciatica red flags)."""
 
     answered_on: date
+    # Possible cauda equina syndrome (emergency).
     bladder_bowel_dysfunction: bool | None = None
     saddle_numbness: bool | None = None
+    sexual_dysfunction: bool | None = None
     progressive_leg_weakness: bool | None = None
+    bilateral_leg_symptoms: bool | None = None
+    # Possible infection, cancer or fracture.
     fever: bool | None = None
     unexplained_weight_loss: bool | None = None
-    cancer_history: bool | None = None
-    new_pain: bool | None = None
     significant_trauma: bool | None = None
+    night_pain: bool | None = None
+    thoracic_pain: bool | None = None
+    new_pain: bool | None = None  # new, different or steadily worsening back pain
+    # Standing facts (config ``safety.standing_answers``): once reported they count with
+    # every later screen (BaselineScores.red_flag_history).
+    cancer_history: bool | None = None
+    steroid_or_immunosuppression: bool | None = None
+    onset_age_outside_20_55: bool | None = None
     self_harm_thoughts: bool | None = None  # PHQ-9 item 9 answered above 0
     source: str | None = None
 

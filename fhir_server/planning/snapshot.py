@@ -45,6 +45,7 @@ from typing import Any
 
 from fhir_server.planning import conventions as fc
 from fhir_server.planning.settings import planning_settings
+from mappings import red_flag_items
 from plan_engine import (
     BaselineScores,
     ClinicianOverrides,
@@ -63,6 +64,7 @@ from plan_engine import (
     codes,
     load_catalogue,
 )
+from plan_engine.config import load_rules
 from plan_engine.history import kept_plan_ids
 
 STEP_WINDOW = timedelta(days=28)
@@ -234,14 +236,18 @@ _EPISODES = {
     "episode-gt-12w": ">12w",
 }
 _RISK = {"sbst-low": "low", "sbst-medium": "medium", "sbst-high": "high"}
-_RED_FLAG_ITEMS = {
-    "rf-bladder-bowel": "bladder_bowel_dysfunction",
-    "rf-saddle-numbness": "saddle_numbness",
-    "rf-leg-weakness": "progressive_leg_weakness",
-    "rf-fever": "fever",
-    "rf-weight-loss": "unexplained_weight_loss",
-    "rf-trauma": "significant_trauma",
-}
+_CANCER_COMORBIDITY = "cancer"
+
+
+def _red_flag_items(questionnaire: str) -> dict[str, str]:
+    """linkId -> RedFlagAnswers field of the items of this Questionnaire that ask a red
+    flag: by the red-flag code in ``Questionnaire.item.code`` (mappings.red_flag_items), so
+    a new item needs no change here, only a code the engine knows."""
+    return {
+        link_id: codes.RED_FLAG_ANSWER_BY_CODE[code]
+        for link_id, code in red_flag_items().get(questionnaire, {}).items()
+        if code in codes.RED_FLAG_ANSWER_BY_CODE
+    }
 
 
 def _baseline(scored: list[_Scored]) -> tuple[BaselineScores, set[str]]:
@@ -271,6 +277,11 @@ def _baseline(scored: list[_Scored]) -> tuple[BaselineScores, set[str]]:
     comorbidities = frozenset(
         str(c) for c in values.get("comorbidity", []) if c and c != "comorbidity-none"
     )
+    screen = _red_flags(first)
+    standing = load_rules().safety.standing_answers
+    history = frozenset(
+        name for name in standing if screen is not None and getattr(screen, name) is True
+    )
     sex = _first(values, "sex")
     risk = oldest.get("startback-risk", (None, ""))[0]
 
@@ -294,6 +305,7 @@ def _baseline(scored: list[_Scored]) -> tuple[BaselineScores, set[str]]:
         episode_duration=_EPISODES.get(str(_first(values, "episode-duration"))),  # type: ignore[arg-type]
         start_back_risk=_RISK.get(str(risk)),  # type: ignore[arg-type]
         comorbidities=comorbidities,
+        red_flag_history=history,
         source=_ref(first.response),
     )
     return baseline, used
@@ -349,6 +361,11 @@ def response_inputs(record: PatientRecord, as_of: date) -> ResponseInputs:
     reports, flags, logs, inputs, weekly = [], [], [], [], set()
     goal_setting: _Scored | None = None
     for s in scored:
+        # Red-flag answers count from any screen: the baseline's safety check and every
+        # weekly check-in (NICE CKS: a red flag is acted on whenever it is reported).
+        answers_given = _red_flags(s)
+        if answers_given is not None and as_of - LOG_WINDOW <= s.day <= as_of:
+            flags.append(answers_given)
         if s.response["id"] in baseline_responses:
             inputs.append(_ref(s.response))
             continue
@@ -364,9 +381,6 @@ def response_inputs(record: PatientRecord, as_of: date) -> ResponseInputs:
             continue
         if s.questionnaire == fc.WEEKLY_QUESTIONNAIRE:
             weekly.add(_ref(s.response))
-            answers_given = _red_flags(s)
-            if answers_given is not None and as_of - LOG_WINDOW <= s.day <= as_of:
-                flags.append(answers_given)
         if s.day < as_of:
             report = _weekly_report(s, sleep_at_or_below)
             if report is not None:
@@ -451,11 +465,17 @@ def first_baseline_day(record: PatientRecord) -> date | None:
 
 
 def _red_flags(s: _Scored) -> RedFlagAnswers | None:
+    """The red-flag answers of one response (None: it asks none). A cancer comorbidity
+    in the baseline counts as a history of cancer (NICE CKS: past history of cancer)."""
     given = {
         field_name: bool(_first(s.answers, link_id))
-        for link_id, field_name in _RED_FLAG_ITEMS.items()
+        for link_id, field_name in _red_flag_items(s.questionnaire).items()
         if isinstance(_first(s.answers, link_id), bool)
     }
+    if s.questionnaire == fc.BASELINE_QUESTIONNAIRE and _CANCER_COMORBIDITY in s.answers.get(
+        "comorbidity", []
+    ):
+        given["cancer_history"] = True
     if not given:
         return None
     return RedFlagAnswers(answered_on=s.day, source=_ref(s.response), **given)  # type: ignore[arg-type]
@@ -609,8 +629,7 @@ def _previous_plans(record: PatientRecord, as_of: date) -> list[PreviousPlan]:
             out.append(replace(plan, step_goal=int(value)))
         elif plan.plan_id in kept:
             raise PlanningInputError(
-                f"CarePlan/{plan.plan_id} (week of {plan.week_start}) has no step Goal "
-                "with a value"
+                f"CarePlan/{plan.plan_id} (week of {plan.week_start}) has no step Goal with a value"
             )
         else:
             out.append(plan)  # left out of the snapshot by the window; its goal is not read

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 Condition = tuple[str, str, float]
 
@@ -90,12 +90,21 @@ class EducationRules:
     triggers: tuple[EducationTrigger, ...]
 
 
+Urgency = Literal["emergency", "urgent", "review"]
+URGENCY_RANK: dict[str, int] = {"info": 0, "review": 1, "urgent": 2, "emergency": 3}
+
+
 @dataclass(frozen=True, slots=True)
-class UrgentFinding:
+class RedFlagRule:
+    """One red-flag rule: fires when every answer in ``all_of`` is yes (NICE CKS red flags;
+    the guideline section is in ``source``)."""
+
     id: str
+    urgency: Urgency
     all_of: tuple[str, ...]
     text: str
     text_da: str
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +116,8 @@ class MoodBand:
 
 @dataclass(frozen=True, slots=True)
 class SafetyRules:
-    urgent_findings: tuple[UrgentFinding, ...]
+    red_flag_rules: tuple[RedFlagRule, ...]
+    standing_answers: frozenset[str]
     review_pain_very_high: int
     review_pain_rise: int
     review_rmdq_worsening: int
@@ -127,6 +137,7 @@ class HistoryRules:
 
 @dataclass(frozen=True, slots=True)
 class PatientMessages:
+    emergency: tuple[tuple[str, str], ...]
     urgent: tuple[tuple[str, str], ...]
     review: tuple[tuple[str, str], ...]
     nudge: tuple[tuple[str, str], ...]
@@ -261,12 +272,18 @@ def load_rules() -> Rules:
             ),
         ),
         safety=SafetyRules(
-            urgent_findings=tuple(
-                UrgentFinding(
-                    id=f["id"], all_of=tuple(f["all"]), text=f["text"], text_da=f["text_da"]
+            red_flag_rules=tuple(
+                RedFlagRule(
+                    id=f["id"],
+                    urgency=f["urgency"],
+                    all_of=tuple(f["all"]),
+                    text=f["text"],
+                    text_da=f["text_da"],
+                    source=f["source"],
                 )
-                for f in safety["urgent_findings"]
+                for f in safety["red_flag_rules"]
             ),
+            standing_answers=frozenset(safety["standing_answers"]),
             review_pain_very_high=safety["review_pain_very_high"],
             review_pain_rise=safety["review_pain_rise"],
             review_rmdq_worsening=safety["review_rmdq_worsening"],
@@ -279,6 +296,7 @@ def load_rules() -> Rules:
             nudge_after_days_without_data=safety["nudge_after_days_without_data"],
         ),
         patient_messages=PatientMessages(
+            emergency=_pairs(messages["emergency"]),
             urgent=_pairs(messages["urgent"]),
             review=_pairs(messages["review"]),
             nudge=_pairs(messages["nudge"]),

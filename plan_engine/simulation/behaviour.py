@@ -273,14 +273,19 @@ def red_flag_screen(
     answers: dict[str, bool] = {
         "bladder_bowel_dysfunction": False,
         "saddle_numbness": False,
+        "sexual_dysfunction": False,
         "progressive_leg_weakness": False,
+        "bilateral_leg_symptoms": False,
         "fever": False,
         "unexplained_weight_loss": False,
-        "cancer_history": "cancer" in patient.baseline.comorbidities,
-        "new_pain": False,
         "significant_trauma": False,
+        "night_pain": False,
+        "thoracic_pain": False,
+        "new_pain": False,
+        "steroid_or_immunosuppression": False,
         "self_harm_thoughts": False,
     }
+    history = "cancer" in patient.baseline.comorbidities
     near_miss = False
     event = patient.red_flag
     if event is not None and event.week == next_week:
@@ -289,10 +294,12 @@ def red_flag_screen(
         options = [
             a
             for a in NEAR_MISS_ANSWERS
-            if not (a == "new_pain" and answers["cancer_history"])  # that is a real red flag
+            # with a history of cancer, new pain or night pain is a real red flag
+            if not (history and a in ("new_pain", "night_pain", "thoracic_pain"))
         ]
-        answers[rng.choice(options)] = True
-        near_miss = True
+        if options:
+            answers[rng.choice(options)] = True
+            near_miss = True
     return (
         RedFlagAnswers(
             answered_on=check_in_day,

@@ -67,7 +67,8 @@ def _red_flag_detected(week: WeekRecord) -> bool:
         week.status == "on-hold"
         and week.mode == codes.MODE_SAFETY_HOLD
         and week.injected in {f for f, _ in week.findings}
-        and "stat" in week.clinician_priorities
+        # emergency -> stat, urgent -> asap (plan_engine.codes.URGENCY_PRIORITY)
+        and bool({"stat", "asap"} & set(week.clinician_priorities))
         and not week.exercises
         and not week.education
     )

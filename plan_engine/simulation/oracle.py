@@ -16,14 +16,15 @@ from plan_engine import codes
 from plan_engine.config import Rules
 from plan_engine.snapshot import PatientSnapshot, PreviousPlan
 
-URGENT, REVIEW, INFO = "urgent", "review", "info"
-ESCALATIONS = frozenset({URGENT, REVIEW})
+EMERGENCY, URGENT, REVIEW, INFO = "emergency", "urgent", "review", "info"
+ESCALATIONS = frozenset({EMERGENCY, URGENT, REVIEW})
+_RANK = {REVIEW: 1, URGENT: 2, EMERGENCY: 3}
 # How hard a plan mode is: a hold is easiest, pain-relief next, the standard plan hardest.
 MODE_RANK = {codes.MODE_SAFETY_HOLD: 0, codes.MODE_PAIN_RELIEF: 1, codes.MODE_STANDARD: 2}
 
 
-def _answered(answers: object, name: str, cancer: bool) -> bool:
-    return (name == "cancer_history" and cancer) or getattr(answers, name) is True
+def _answered(answers: object, name: str) -> bool:
+    return getattr(answers, name, None) is True
 
 
 def _raised_last_week(snapshot: PatientSnapshot, as_of: date) -> dict[str, set[str]]:
@@ -42,21 +43,31 @@ def expected_findings(snapshot: PatientSnapshot, as_of: date, rules: Rules) -> d
     safety = rules.safety
     window = timedelta(days=safety.new_data_window_days)
     found: dict[str, str] = {}
-    cancer = "cancer" in snapshot.baseline.comorbidities
+    standing = set(snapshot.baseline.red_flag_history) & safety.standing_answers
+    if "cancer" in snapshot.baseline.comorbidities:
+        standing.add("cancer_history")
     raised = _raised_last_week(snapshot, as_of)
 
     def seen(finding_id: str, source: str | None) -> bool:
         return source is not None and source in raised.get(finding_id, set())
 
-    # Urgent: a red-flag answer set dated within the window, with every sign of a rule.
+    # Red flags: a screen dated within the window, with every sign of a rule (standing
+    # history counts) and at least one sign in the screen itself; a rule is not expected when
+    # one at least as urgent fired from a strict superset of its signs.
     for answers in snapshot.red_flags:
         if not as_of - window <= answers.answered_on <= as_of:
             continue
-        for rule in safety.urgent_findings:
-            if seen(rule.id, answers.source):
+        own = [r for r in safety.red_flag_rules if any(_answered(answers, n) for n in r.all_of)]
+        fired = [r for r in own if all(_answered(answers, n) or n in standing for n in r.all_of)]
+        for rule in fired:
+            wider = [
+                o
+                for o in fired
+                if set(rule.all_of) < set(o.all_of) and _RANK[o.urgency] >= _RANK[rule.urgency]
+            ]
+            if wider or seen(rule.id, answers.source):
                 continue
-            if all(_answered(answers, name, cancer) for name in rule.all_of):
-                found[rule.id] = URGENT
+            found[rule.id] = rule.urgency
 
     earlier = [r for r in snapshot.weekly_reports if r.reported_on < as_of]
     with_pain = [r for r in earlier if r.pain_average is not None]

@@ -91,14 +91,19 @@ RED_FLAG_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("RF-BLADDER-BOWEL", ("bladder_bowel_dysfunction",)),
     ("RF-SADDLE-NUMBNESS", ("saddle_numbness",)),
     ("RF-PROGRESSIVE-WEAKNESS", ("progressive_leg_weakness",)),
-    ("RF-FEVER-NEW-PAIN", ("fever", "new_pain")),
-    ("RF-WEIGHT-LOSS-NEW-PAIN", ("unexplained_weight_loss", "new_pain")),
+    ("RF-SEXUAL-DYSFUNCTION", ("sexual_dysfunction",)),
+    ("RF-BILATERAL-LEG-SYMPTOMS", ("bilateral_leg_symptoms",)),
+    ("RF-FEVER", ("fever",)),
+    ("RF-WEIGHT-LOSS", ("unexplained_weight_loss",)),
     ("RF-CANCER-HISTORY-NEW-PAIN", ("cancer_history", "new_pain")),
+    ("RF-CANCER-HISTORY-NIGHT-PAIN", ("cancer_history", "night_pain")),
+    ("RF-IMMUNOSUPPRESSION-NEW-PAIN", ("steroid_or_immunosuppression", "new_pain")),
     ("RF-SIGNIFICANT-TRAUMA", ("significant_trauma",)),
     ("RF-SELF-HARM", ("self_harm_thoughts",)),
 )
-# Answers that alone must NOT stop the plan (each needs new pain alongside).
-NEAR_MISS_ANSWERS = ("fever", "unexplained_weight_loss", "new_pain")
+# Answers that alone must NOT stop the plan: each is a clinician review (not harder) and
+# stops the plan only with a standing answer (cancer history, steroids, onset age).
+NEAR_MISS_ANSWERS = ("night_pain", "thoracic_pain", "new_pain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +224,9 @@ def draw_patient(spec: CohortSpec, index: int) -> SyntheticPatient:
     red_flag = None
     if spec.weeks >= 2 and rng.random() < spec.red_flag_rate:
         finding_id, answers = RED_FLAG_KINDS[rng.randrange(len(RED_FLAG_KINDS))]
-        if finding_id == "RF-CANCER-HISTORY-NEW-PAIN" and "cancer" in comorbidities:
-            answers = ("new_pain",)  # the engine counts a cancer comorbidity as the history
+        if "cancer_history" in answers and "cancer" in comorbidities:
+            # the engine counts a cancer comorbidity as the history
+            answers = tuple(a for a in answers if a != "cancer_history")
         red_flag = RedFlagEvent(rng.randint(2, spec.weeks), finding_id, answers)
 
     return SyntheticPatient(

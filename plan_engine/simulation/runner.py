@@ -141,7 +141,7 @@ class PatientRun:
         injected = event.finding_id if event is not None and event.week == self.week else None
 
         self.stored.store_plan(decision)
-        if any(f.severity == "urgent" for f in decision.findings):
+        if any(f.severity in ("emergency", "urgent") for f in decision.findings):
             self.stored.safety_reviews.append(self._review_day(as_of))
         lived, met, valid = self._live(decision)
         goal = decision.step_goal.steps_per_day if decision.step_goal else 0

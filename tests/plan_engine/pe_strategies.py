@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date, timedelta
 
 from hypothesis import strategies as st
@@ -26,16 +27,8 @@ FAMILIES = tuple(e for t in STRENGTH_TYPES for e in CATALOGUE.exercise_ids(t))
 RELIEF = CATALOGUE.exercise_ids("pain-relief")
 EDUCATION_IDS = tuple(e.definition_id for e in CATALOGUE.education)
 FEEDBACK = (None, "easy", "difficult", "pain", "instruction-unclear")
-RED_FLAG_FIELDS = (
-    "bladder_bowel_dysfunction",
-    "saddle_numbness",
-    "progressive_leg_weakness",
-    "fever",
-    "unexplained_weight_loss",
-    "cancer_history",
-    "new_pain",
-    "significant_trauma",
-    "self_harm_thoughts",
+RED_FLAG_FIELDS = tuple(
+    f.name for f in fields(RedFlagAnswers) if f.name not in ("answered_on", "source")
 )
 
 pain = st.one_of(st.none(), st.integers(0, 10))
@@ -116,7 +109,14 @@ def snapshots(
             answers[
                 draw(
                     st.sampled_from(
-                        ["saddle_numbness", "bladder_bowel_dysfunction", "significant_trauma"]
+                        [
+                            "saddle_numbness",
+                            "bladder_bowel_dysfunction",
+                            "sexual_dysfunction",
+                            "fever",
+                            "unexplained_weight_loss",
+                            "significant_trauma",
+                        ]
                     )
                 )
             ] = True

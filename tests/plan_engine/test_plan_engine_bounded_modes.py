@@ -171,7 +171,7 @@ def test_the_limit_review_is_a_flag_a_detected_issue_and_a_communication() -> No
     details = [d["reference"] for e in issue["evidence"] for d in e["detail"]]
     assert details == ["CarePlan/week-2", "CarePlan/week-3"]
     assert any(
-        c["priority"] == "urgent"
+        c["priority"] == "routine"  # review findings: routine (issue 11 item 1)
         and "Pain-relief mode for 2 weeks" in c["payload"][0]["contentString"]
         for c in by_type["Communication"]
     )

@@ -59,7 +59,7 @@ def two_weeks(
 
 
 def stops(decision: PlanDecision) -> list[str]:
-    return [f.id for f in decision.findings if f.severity == "urgent"]
+    return [f.id for f in decision.findings if f.severity in ("emergency", "urgent")]
 
 
 def flags(decision: PlanDecision) -> int:

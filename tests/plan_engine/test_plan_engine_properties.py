@@ -145,7 +145,7 @@ def test_any_red_flag_gives_no_harder_plan_a_flag_and_a_clinician_message(
     decision = decide_plan(snapshot, AS_OF)
     assert decision.status == "on-hold"
     assert decision.exercises == () and decision.education == ()
-    urgent = [f for f in decision.findings if f.severity == "urgent"]
+    urgent = [f for f in decision.findings if f.severity in ("emergency", "urgent")]
     assert urgent
     assert len(decision.resources_of("Flag")) == len(decision.findings)
     assert len(decision.resources_of("DetectedIssue")) == len(decision.findings)

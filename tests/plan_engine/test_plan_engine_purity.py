@@ -100,8 +100,9 @@ def test_activity_kinds_match_terminology() -> None:
 def test_red_flag_codes_match_terminology() -> None:
     known = _require("red-flag", codes.RED_FLAG)
     assert set(codes.FINDING_RED_FLAG_CODES.values()) <= known
-    urgent = {f.id for f in load_rules().safety.urgent_findings}
-    assert urgent <= set(codes.FINDING_RED_FLAG_CODES)
+    assert set(codes.RED_FLAG_ANSWER_CODES.values()) <= known
+    answers = {n for r in load_rules().safety.red_flag_rules for n in r.all_of}
+    assert answers <= set(codes.RED_FLAG_ANSWER_CODES)
 
 
 def test_barriers_match_terminology() -> None:

@@ -90,7 +90,7 @@ def test_each_injected_red_flag_stops_the_plan_of_its_week(
     assert flagged.injected == finding_id
     assert flagged.status == "on-hold" and flagged.mode == "safety-hold"
     assert finding_id in {f for f, _ in flagged.findings}
-    assert "stat" in flagged.clinician_priorities
+    assert {"stat", "asap"} & set(flagged.clinician_priorities)
     assert flagged.exercises == () and flagged.education == ()
 
 

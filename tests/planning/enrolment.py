@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from fhir_server.planning import conventions as fc
+from mappings import red_flag_items
 from tests.mappings.qr_builder import build_response
 
 # Baseline answers: pain 5/7, RMDQ 10, STarT Back medium, no comorbidity.
@@ -41,14 +42,11 @@ BASELINE: dict[str, Any] = {
     "comorbidity": "comorbidity-none",
 }
 
-NO_RED_FLAGS = {
-    "rf-bladder-bowel": False,
-    "rf-saddle-numbness": False,
-    "rf-leg-weakness": False,
-    "rf-fever": False,
-    "rf-weight-loss": False,
-    "rf-trauma": False,
-}
+
+# Every red-flag item of the weekly check-in and the baseline safety check, answered no
+# (the items are those whose Questionnaire.item.code is a red-flag code).
+NO_RED_FLAGS = {link_id: False for link_id in red_flag_items()[fc.WEEKLY_QUESTIONNAIRE]}
+NO_BASELINE_RED_FLAGS = {link_id: False for link_id in red_flag_items()[fc.BASELINE_QUESTIONNAIRE]}
 
 
 def patient(pid: str) -> dict[str, Any]:
@@ -108,7 +106,8 @@ def _response(qid: str, rid: str, pid: str, answers: dict[str, Any], day: date) 
 
 
 def baseline_response(rid: str, pid: str, day: date, **changes: Any) -> dict[str, Any]:
-    return _response("selfback-baseline", rid, pid, {**BASELINE, **changes}, day)
+    answers = {**BASELINE, **NO_BASELINE_RED_FLAGS, **changes}
+    return _response("selfback-baseline", rid, pid, answers, day)
 
 
 def weekly_response(

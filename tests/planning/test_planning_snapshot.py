@@ -146,6 +146,7 @@ def test_reports_before_as_of_count_and_red_flags_on_as_of_too() -> None:
         (AS_OF - timedelta(days=1), 6)
     ]
     assert [(a.answered_on, a.significant_trauma) for a in snapshot.red_flags] == [
+        (START, False),  # the baseline's safety check
         (AS_OF - timedelta(days=1), False),
         (AS_OF, True),
     ]
@@ -277,13 +278,13 @@ def test_findings_of_earlier_plans_come_from_the_engines_detected_issues() -> No
     review = {"date": last_week.isoformat(), "author": {"reference": "PractitionerRole/p1-physio"}}
     reviewed = replace(base, detected_issues=({**raised, "mitigation": [review]},))
     findings = decide_plan(build_snapshot(reviewed, AS_OF), AS_OF).findings
-    assert [f.id for f in findings if f.severity == "urgent"] == []
+    assert [f.id for f in findings if f.severity in ("emergency", "urgent")] == []
     again = weekly_response("w-rf2", "p1", AS_OF, pain=5, red_flags=saddle)
     with_new = replace(reviewed, responses=(*reviewed.responses, again))
     decision = decide_plan(build_snapshot(with_new, AS_OF), AS_OF)
-    assert [(f.id, f.evidence) for f in decision.findings if f.severity == "urgent"] == [
-        ("RF-SADDLE-NUMBNESS", ("QuestionnaireResponse/w-rf2",))
-    ]
+    assert [
+        (f.id, f.evidence) for f in decision.findings if f.severity in ("emergency", "urgent")
+    ] == [("RF-SADDLE-NUMBNESS", ("QuestionnaireResponse/w-rf2",))]
 
 
 def test_a_long_history_gives_the_engine_only_its_window() -> None:
