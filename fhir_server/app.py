@@ -20,6 +20,7 @@ from fhir_server.api.routes import ROUTES, error_response
 from fhir_server.audit import AuditProcess, AuditTrail, ServerIdentity
 from fhir_server.config import Settings
 from fhir_server.content import load_programme_content
+from fhir_server.cors import Cors
 from fhir_server.errors import FhirError, error
 from fhir_server.events.handlers import HANDLERS, TOPIC_HANDLERS
 from fhir_server.events.worker import OutboxWorker
@@ -142,16 +143,21 @@ def _is_fhir(path: str) -> bool:
 
 class FhirFirst:
     """ASGI: HTTP requests under ``/fhir`` go to the plain FHIR app, everything else
-    (including the lifespan) to FastAPI. ``app.state`` etc. are FastAPI's."""
+    (including the lifespan) to FastAPI. ``app.state`` etc. are FastAPI's. CORS wraps
+    both (fhir_server/cors.py), so every /fhir and /auth path gets the same rules."""
 
     def __init__(self, app: FastAPI, fhir: Starlette) -> None:
         self.app = app
         self.fhir = fhir
+        self.outer = Cors(self._route, app.state.auth.origins)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.outer(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _is_fhir(scope["path"]):
             await self.fhir(scope, receive, send)
         else:

@@ -6,6 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fhir_server.client_address import FORWARDED_HEADERS, Network, parse_trusted_proxies
 
@@ -55,6 +56,9 @@ class Settings:
     # CareTeam of the patient naming them (SEC-02, docs/AUTH.md "Consent"); off
     # (SELFBACK_CARE_TEAM_REQUIRED=off) for deployments that rely on Consent alone.
     care_team_required: bool = True
+    # Origins that may frame the sign-in and consent pages besides those registered on EHR
+    # clients (SELFBACK_FRAME_ANCESTORS, space-separated; fhir_server.auth.framing).
+    frame_ancestors: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -78,6 +82,7 @@ class Settings:
             audit_writer=_env("AUDIT_WRITER", "process").strip().lower(),
             care_team_required=_env("CARE_TEAM_REQUIRED", "on").lower()
             not in ("0", "off", "false", "no"),
+            frame_ancestors=parse_origins(_env("FRAME_ANCESTORS", ""), "SELFBACK_FRAME_ANCESTORS"),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean).resolved()  # type: ignore[arg-type]
@@ -101,6 +106,25 @@ class Settings:
         url = self.database_url or f"sqlite:///{self.data_dir / 'selfback.sqlite'}"
         key = self.secret_key or _load_or_create_secret(self.data_dir)
         return replace(self, database_url=normalise_database_url(url), secret_key=key)
+
+
+def parse_origins(text: str, where: str) -> tuple[str, ...]:
+    """Web origins (``https://ehr.example.org``), space- or comma-separated; a value that
+    is not exactly an origin (a path, a wildcard, a trailing slash) is refused at start-up."""
+    origins = []
+    for word in text.replace(",", " ").split():
+        if origin_or_none(word) != word:
+            raise ValueError(f"{where}: {word!r} is not an origin like https://ehr.example.org")
+        origins.append(word)
+    return tuple(origins)
+
+
+def origin_or_none(uri: str) -> str | None:
+    """The origin (scheme://host[:port]) of an http(s) URL (RFC 6454), else None."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and parts.netloc and "@" not in parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}"
+    return None
 
 
 def normalise_database_url(url: str) -> str:
