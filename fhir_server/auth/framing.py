@@ -54,15 +54,11 @@ def apply_framing(response: Response, frame_ancestors: tuple[str, ...], framed: 
         value = _sign_in_cookie(response)
         if value is not None:
             del response.headers["set-cookie"]
-            response.set_cookie(
-                COOKIE,
-                value,
-                max_age=LOGIN_FLOW_TTL,
-                path="/",
-                httponly=True,
-                samesite="none",
-                secure=True,
-                partitioned=True,
+            # Written out: http.cookies learns "Partitioned" only in Python 3.14.
+            response.headers.append(
+                "set-cookie",
+                f"{COOKIE}={value}; Max-Age={LOGIN_FLOW_TTL}; Path=/; HttpOnly; "
+                "SameSite=None; Secure; Partitioned",
             )
     return response
 
