@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from fhir_server.api.openapi import openapi_document
 from fhir_server.api.routes import ROUTES, error_response
 from fhir_server.audit import AuditProcess, AuditTrail, ServerIdentity
 from fhir_server.config import Settings
@@ -91,6 +92,9 @@ def create_app(settings: Settings | None = None) -> FhirFirst:
         lifespan=lifespan,
     )
     app.state.fhir = state
+    # The FHIR routes are plain Starlette routes FastAPI's generator cannot see: the
+    # document is built from their table (fhir_server/api/openapi.py).
+    app.openapi_schema = openapi_document()
     # --- SMART authorization server (fhir_server.auth, docs/AUTH.md): /auth/*,
     # /fhir/.well-known/*, POST /fhir/Patient/{id}/$activation-code; app.state.auth ---
     from fhir_server.auth.routes import mount_auth
