@@ -94,7 +94,8 @@ def create_app(settings: Settings | None = None) -> FhirFirst:
     app.state.fhir = state
     # The FHIR routes are plain Starlette routes FastAPI's generator cannot see: the
     # document is built from their table (fhir_server/api/openapi.py).
-    app.openapi_schema = openapi_document()
+    document = openapi_document()
+    app.openapi = lambda: document  # type: ignore[method-assign]
     # --- SMART authorization server (fhir_server.auth, docs/AUTH.md): /auth/*,
     # /fhir/.well-known/*, POST /fhir/Patient/{id}/$activation-code; app.state.auth ---
     from fhir_server.auth.routes import mount_auth
