@@ -46,8 +46,8 @@ ALLOW_HEADERS = (
     "If-Modified-Since, Prefer"
 )
 # What a SMART app reads back: where a created resource lives and its version (R4 http.html
-# "create", "update", "versioning").
-EXPOSE_HEADERS = "Location, ETag, Content-Location, Last-Modified"
+# "create", "update", "versioning"), and why a token was refused (RFC 6750 3).
+EXPOSE_HEADERS = "Location, ETag, Content-Location, Last-Modified, WWW-Authenticate"
 FHIR_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
 AUTH_METHODS = "GET, POST"
 MAX_AGE = "600"
