@@ -13,7 +13,7 @@ from fhir_server.auth.framing import framing_headers
 from fhir_server.auth.origins import origin_sets
 from fhir_server.auth.routes import ROUTES as AUTH_ROUTES
 from fhir_server.config import parse_origins
-from fhir_server.cors import PUBLIC, REGISTERED, policy_for, preflight_headers
+from fhir_server.cors import PUBLIC, REGISTERED, _add_vary_origin, policy_for, preflight_headers
 from fhir_server.export.routes import EXPORT_ROUTES
 
 
@@ -127,3 +127,20 @@ def test_openapi_document_is_json_with_unique_operation_ids() -> None:
     assert set(instance) == {"get", "put", "patch", "delete"}
     names = {p.get("name") for p in instance["get"]["parameters"]}
     assert {"type", "id", "If-None-Match"} <= names
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ([], [(b"vary", b"Origin")]),
+        ([(b"vary", b"Accept")], [(b"vary", b"Accept, Origin")]),
+        ([(b"Vary", b"Accept, Origin")], [(b"Vary", b"Accept, Origin")]),
+        ([(b"vary", b"*")], [(b"vary", b"*")]),
+    ],
+)
+def test_vary_origin_is_added_once_beside_what_the_route_varies_on(
+    before: list[tuple[bytes, bytes]], after: list[tuple[bytes, bytes]]
+) -> None:
+    headers = list(before)
+    _add_vary_origin(headers)
+    assert headers == after
