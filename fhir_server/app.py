@@ -16,9 +16,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from fhir_server.api.limits import request_line_refusal
 from fhir_server.api.openapi import openapi_document
+from fhir_server.api.refusals import RefusalLimiter
 from fhir_server.api.routes import ROUTES, error_response
 from fhir_server.audit import AuditProcess, AuditTrail, ServerIdentity
+from fhir_server.audit.coalesce import CoalescingAudit
 from fhir_server.config import Settings
 from fhir_server.content import load_programme_content
 from fhir_server.cors import Cors
@@ -66,6 +69,12 @@ def create_app(settings: Settings | None = None) -> FhirFirst:
             state.audit = AuditProcess(settings.database_url, identity)
         else:
             state.audit = AuditTrail(repository, identity)
+        # A flood of refusals makes a handful of AuditEvents, not one each
+        # (fhir_server/audit/coalesce.py, docs/DEPLOYMENT.md "Limits").
+        state.audit = CoalescingAudit(
+            state.audit, window=settings.refusal_window, detail=settings.refusal_audit_detail
+        )
+    state.refusals = RefusalLimiter(settings.refusal_limit, settings.refusal_window)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -164,6 +173,11 @@ class FhirFirst:
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _is_fhir(scope["path"]):
+            # URL length and forbidden characters, before any route (fhir_server/api/limits.py)
+            refused = request_line_refusal(scope, self.app.state.fhir.settings)
+            if refused is not None:
+                await error_response(refused, Request(scope))(scope, receive, send)
+                return
             await self.fhir(scope, receive, send)
         else:
             await self.app(scope, receive, send)

@@ -12,6 +12,20 @@ from fhir_server.client_address import FORWARDED_HEADERS, Network, parse_trusted
 
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+# Limits (docs/DEPLOYMENT.md "Limits"); each is SELFBACK_<NAME> in the environment.
+DEFAULT_REFUSAL_LIMIT = 120  # 401/403 per address per window: two a second, sustained
+DEFAULT_REFUSAL_WINDOW = 60  # seconds
+DEFAULT_REFUSAL_AUDIT_DETAIL = 10  # refusals audited one by one per address, kind, window
+DEFAULT_PATIENT_MAX_BODY_BYTES = 256 * 1024
+DEFAULT_PRACTITIONER_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_JSON_DEPTH = 64  # Bundle > entry > resource > Questionnaire.item x 20 fits
+DEFAULT_MAX_ARRAY_ITEMS = 10_000  # a Synthea patient Bundle has < 200 entries
+DEFAULT_MAX_ELEMENTS = 200_000  # values (objects, arrays, primitives) in one body: ~3 s to validate
+DEFAULT_MAX_URL_BYTES = 8 * 1024
+DEFAULT_MAX_SEARCH_PARAMS = 100
+DEFAULT_MAX_PARAM_REPEATS = 20
+DEFAULT_MAX_PARAM_VALUES = 100  # comma-separated alternatives in one value
+DEFAULT_MAX_SORT_KEYS = 8
 AUTH_MODES = ("smart", "none")
 AUDIT_WRITERS = ("process", "thread")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -19,6 +33,24 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"SELFBACK_{name}", default)
+
+
+# Settings field -> default, read from SELFBACK_<FIELD IN CAPITALS>.
+LIMITS: dict[str, int] = {
+    "refusal_limit": DEFAULT_REFUSAL_LIMIT,
+    "refusal_window": DEFAULT_REFUSAL_WINDOW,
+    "refusal_audit_detail": DEFAULT_REFUSAL_AUDIT_DETAIL,
+    "patient_max_body_bytes": DEFAULT_PATIENT_MAX_BODY_BYTES,
+    "practitioner_max_body_bytes": DEFAULT_PRACTITIONER_MAX_BODY_BYTES,
+    "max_json_depth": DEFAULT_MAX_JSON_DEPTH,
+    "max_array_items": DEFAULT_MAX_ARRAY_ITEMS,
+    "max_elements": DEFAULT_MAX_ELEMENTS,
+    "max_url_bytes": DEFAULT_MAX_URL_BYTES,
+    "max_search_params": DEFAULT_MAX_SEARCH_PARAMS,
+    "max_param_repeats": DEFAULT_MAX_PARAM_REPEATS,
+    "max_param_values": DEFAULT_MAX_PARAM_VALUES,
+    "max_sort_keys": DEFAULT_MAX_SORT_KEYS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +88,27 @@ class Settings:
     # CareTeam of the patient naming them (SEC-02, docs/AUTH.md "Consent"); off
     # (SELFBACK_CARE_TEAM_REQUIRED=off) for deployments that rely on Consent alone.
     care_team_required: bool = True
+    # Hardening against floods and oversized input (docs/DEPLOYMENT.md "Limits"):
+    # refusals (401/403) per client address and window before they are answered 429, and
+    # how many of them per address, kind and window are audited one by one before the rest
+    # are counted into one AuditEvent (fhir_server/api/refusals.py, audit/coalesce.py).
+    refusal_limit: int = DEFAULT_REFUSAL_LIMIT
+    refusal_window: int = DEFAULT_REFUSAL_WINDOW
+    refusal_audit_detail: int = DEFAULT_REFUSAL_AUDIT_DETAIL
+    # Body limits by role (fhir_server/api/limits.py): a patient app sends questionnaire
+    # answers and step counts, never megabytes; admins and backend clients get
+    # max_body_bytes. Every body also meets the structure limits below.
+    patient_max_body_bytes: int = DEFAULT_PATIENT_MAX_BODY_BYTES
+    practitioner_max_body_bytes: int = DEFAULT_PRACTITIONER_MAX_BODY_BYTES
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    max_array_items: int = DEFAULT_MAX_ARRAY_ITEMS
+    max_elements: int = DEFAULT_MAX_ELEMENTS
+    # Searches and URLs (fhir_server/search/limits.py, the ASGI app for the URL).
+    max_url_bytes: int = DEFAULT_MAX_URL_BYTES
+    max_search_params: int = DEFAULT_MAX_SEARCH_PARAMS
+    max_param_repeats: int = DEFAULT_MAX_PARAM_REPEATS
+    max_param_values: int = DEFAULT_MAX_PARAM_VALUES
+    max_sort_keys: int = DEFAULT_MAX_SORT_KEYS
     # Origins that may frame the sign-in and consent pages besides those registered on EHR
     # clients (SELFBACK_FRAME_ANCESTORS, space-separated; fhir_server.auth.framing).
     frame_ancestors: tuple[str, ...] = ()
@@ -82,6 +135,7 @@ class Settings:
             audit_writer=_env("AUDIT_WRITER", "process").strip().lower(),
             care_team_required=_env("CARE_TEAM_REQUIRED", "on").lower()
             not in ("0", "off", "false", "no"),
+            **{name: int(_env(name.upper(), str(default))) for name, default in LIMITS.items()},
             frame_ancestors=parse_origins(_env("FRAME_ANCESTORS", ""), "SELFBACK_FRAME_ANCESTORS"),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
@@ -103,6 +157,9 @@ class Settings:
                 f"SELFBACK_AUDIT_WRITER must be one of {', '.join(AUDIT_WRITERS)}, "
                 f"not {self.audit_writer!r}"
             )
+        for name in LIMITS:
+            if getattr(self, name) < 1:
+                raise ValueError(f"SELFBACK_{name.upper()} must be a positive number")
         url = self.database_url or f"sqlite:///{self.data_dir / 'selfback.sqlite'}"
         key = self.secret_key or _load_or_create_secret(self.data_dir)
         return replace(self, database_url=normalise_database_url(url), secret_key=key)

@@ -14,6 +14,21 @@ from fhir_server.search.compartments import compartments
 
 _PATIENT = compartments()["Patient"]
 
+# Types R4's CompartmentDefinition leaves out that hold one patient's data in this
+# programme: the plan's explanation (GuidanceResponse.subject) and the safety-alert and
+# referral Tasks (Task.for). Outside every compartment they would be open to any
+# clinician's user/ scopes and closed to the patient (issue 11 item 5: the patient reads
+# the explanation of its own plan). Access only; compartment *search* keeps R4's list.
+PROGRAMME_COMPARTMENT: dict[str, tuple[str, ...]] = {
+    "GuidanceResponse": ("subject",),
+    "Task": ("subject",),
+}
+
 PATIENT_COMPARTMENT: dict[str, tuple[str, ...]] = {
-    rtype: _PATIENT.params_for(rtype) for rtype in _PATIENT.types if _PATIENT.params_for(rtype)
+    **{
+        rtype: _PATIENT.params_for(rtype)
+        for rtype in _PATIENT.types
+        if _PATIENT.params_for(rtype)
+    },
+    **PROGRAMME_COMPARTMENT,
 }

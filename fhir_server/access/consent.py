@@ -125,6 +125,7 @@ class ConsentGrants:
     consents: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
     now_us: int = 0
     linked: frozenset[str] | None = None
+    roles: frozenset[str] = frozenset()
     _by_type: dict[str | None, frozenset[str]] = field(default_factory=dict)
 
     def permits(
@@ -156,6 +157,19 @@ class ConsentGrants:
             )
         return self._by_type[resource_type]
 
+    def reaches(self, user: str, patient_id: str) -> bool:
+        """May ``patient_id``'s Consents permit ``user`` anything now (some type, some
+        data)? What a clinician needs to be given the patient as launch context."""
+        if user != self.user or not self._linked(patient_id):
+            return False
+        request = _Request(self.actors, self.now_us, None)
+        return PERMIT in _patient_outcomes(self.consents.get(patient_id, ()), request)
+
+    def addressees(self, user: str) -> frozenset[str]:
+        """The references that stand for ``user`` as the addressee of a message or the
+        owner of a task: their Practitioner, PractitionerRoles and Organizations."""
+        return self.actors | self.roles if user == self.user else frozenset()
+
     def _linked(self, patient_id: str) -> bool:
         return self.linked is None or patient_id in self.linked
 
@@ -166,15 +180,18 @@ def grants(
     actors: Collection[str],
     now_us: int,
     linked: Collection[str] | None = None,
+    roles: Collection[str] = (),
 ) -> ConsentGrants:
     """The :class:`ConsentGrants` of ``user`` (acting also as ``actors``: their
-    Organizations) from the stored Consents of their patients."""
+    Organizations; ``roles``: their PractitionerRoles) from the stored Consents of their
+    patients."""
     return ConsentGrants(
         user,
         frozenset(actors),
         consents_by_patient(consents),
         now_us,
         None if linked is None else frozenset(linked),
+        frozenset(roles),
     )
 
 

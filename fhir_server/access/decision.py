@@ -40,10 +40,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from fhir_server.access.claims import ADMIN, PATIENT, Claims
+from fhir_server.access.claims import ADMIN, PATIENT, PRACTITIONER, Claims
 from fhir_server.access.compartment import PATIENT_COMPARTMENT
 from fhir_server.access.scopes import ResourceScope
 from fhir_server.search import extract_index_rows
+from fhir_server.search.query import ONLY_PATIENTS
 from fhir_server.search.text import normalise
 
 # Search parameters that must all hold; () holds for every resource.
@@ -104,6 +105,19 @@ _COMPARTMENT_PARAMS: dict[str, frozenset[str]] = {
     rtype: frozenset(params) for rtype, params in PATIENT_COMPARTMENT.items()
 }
 AUDIT_EVENT = "AuditEvent"
+# Safety alerts (issue 11 item 2; ARCHITECTURE.md "Access control": "the responsible
+# clinician always gets the minimum needed to act"): the server tags the Task and the
+# Communication it makes for an alert, and their addressee may read them whatever the
+# patient's data-sharing Consent says. They carry the minimum in themselves (who, how to
+# reach them, which answer, when); nothing else of the record is opened by this rule.
+SECURITY_TAG_SYSTEM = "http://selfback.example.org/fhir/CodeSystem/security-tag"
+SAFETY_ALERT = "safety-alert"
+# type -> (search parameter, element) naming the alert's addressee
+ALERT_ADDRESSEE: dict[str, tuple[str, str]] = {
+    "Task": ("owner", "owner"),
+    "Communication": ("recipient", "recipient"),
+}
+_ALERT_INTERACTIONS = frozenset({"read", "vread", "history-instance", "update", "patch"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +159,8 @@ class Consent(Protocol):
 
     def patients(self, user: str, resource_type: str | None = None) -> Collection[str]: ...
 
+    def addressees(self, user: str) -> Collection[str]: ...
+
 
 class NoConsent:
     """The policy when no Consent is known: no clinician sees any patient's data."""
@@ -155,6 +171,9 @@ class NoConsent:
         return False
 
     def patients(self, user: str, resource_type: str | None = None) -> Collection[str]:
+        return ()
+
+    def addressees(self, user: str) -> Collection[str]:
         return ()
 
 
@@ -192,7 +211,9 @@ def decide(
         return Deny(403, f"no granted scope allows {interaction} on {resource_type}")
     if interaction in INSTANCE_INTERACTIONS:
         resource = resource_or_query if isinstance(resource_or_query, Mapping) else None
-        return _decide_instance(claims, interaction, resource_type, resource, scopes, consent)
+        return _decide_instance(
+            claims, interaction, resource_type, resource, scopes, consent, previous
+        )
     return _decide_search(claims, resource_type, scopes, consent)
 
 
@@ -300,6 +321,7 @@ def _decide_instance(
     resource: Mapping[str, Any] | None,
     scopes: list[ResourceScope],
     consent: Consent,
+    previous: Mapping[str, Any] | None = None,
 ) -> Decision:
     if resource is None:
         return Deny(403, f"{interaction} on {resource_type} needs the resource to decide")
@@ -314,9 +336,11 @@ def _decide_instance(
         if scope.context == "user":
             answer = _user_instance(claims, resource_type, resource, consent)
         else:
-            answer = _patient_instance(claims, interaction, resource_type, resource)
+            answer = _patient_instance(claims, interaction, resource_type, resource, consent)
         if isinstance(answer, Allow):
             return Allow(f"granted by {scope}")
+        if _addressed_alert(claims, interaction, resource, previous, consent, scope):
+            return Allow(f"safety alert addressed to {claims.fhir_user}, granted by {scope}")
         refusals.append(answer)
     # A 403 (policy) outranks a 404 (invisible): it says the token may never do this.
     return min(refusals, key=lambda d: d.status == 404)
@@ -337,7 +361,11 @@ def _user_instance(
 
 
 def _patient_instance(
-    claims: Claims, interaction: str, resource_type: str, resource: Mapping[str, Any]
+    claims: Claims,
+    interaction: str,
+    resource_type: str,
+    resource: Mapping[str, Any],
+    consent: Consent,
 ) -> Allow | Deny:
     patient = claims.patient
     if not patient:
@@ -347,17 +375,82 @@ def _patient_instance(
     if resource_type == "Patient":
         if interaction == "create":
             return Deny(403, "patient scopes cannot create Patient records")
-        if resource.get("id") == patient:
-            return Allow()
-        return Deny(404, "only the patient's own Patient record is visible")
+        if resource.get("id") != patient:
+            return Deny(404, "only the patient's own Patient record is visible")
+        return _clinician_consents(claims, patient, resource, consent)
     if resource_type in PATIENT_COMPARTMENT:
-        if patient in compartment_patients(resource):
-            return Allow()
+        patients = compartment_patients(resource)
+        # Every compartment the resource is in must be this patient's: one that also
+        # names another patient is that patient's data too (issue 10 item 3).
+        if patient in patients and patients == {patient}:
+            return _clinician_consents(claims, patient, resource, consent)
         code = 403 if interaction == "create" else 404
+        if patient in patients:
+            return Deny(code, f"this {resource_type} also belongs to another patient's record")
         return Deny(code, f"this {resource_type} is outside Patient/{patient}'s compartment")
     if resource_type in SHARED_TYPES and interaction in ("read", "vread", "history-instance"):
         return Allow()
     return Deny(403, f"{resource_type} is outside every patient compartment")
+
+
+def _clinician_consents(
+    claims: Claims, patient: str, resource: Mapping[str, Any], consent: Consent
+) -> Allow | Deny:
+    """A practitioner with patient/ scopes (a picked patient, an EHR launch) reaches the
+    patient's data only while the patient's Consent permits them -- the same rule as
+    user/ scopes (issue 10 item 2); the launch context alone grants nothing."""
+    if claims.role != PRACTITIONER:
+        return Allow()
+    user = claims.fhir_user
+    if user and consent.permits(user, patient, resource):
+        return Allow()
+    return Deny(404, f"no active Consent lets {user or 'this user'} see Patient/{patient}'s data")
+
+
+def _addressed_alert(
+    claims: Claims,
+    interaction: str,
+    resource: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    consent: Consent,
+    scope: ResourceScope,
+) -> bool:
+    """The safety-alert exception to data-sharing Consent: a practitioner may read (and
+    update, e.g. acknowledge, where the write-authority table lets them) a tagged alert
+    Task or Communication addressed to them -- under patient/ scopes only one of the
+    context patient's."""
+    if claims.role != PRACTITIONER or interaction not in _ALERT_INTERACTIONS:
+        return False
+    user = claims.fhir_user
+    if not user:
+        return False
+    addressees = frozenset(consent.addressees(user))
+    if not is_alert_for(resource, addressees):
+        return False
+    if previous is not None and not is_alert_for(previous, addressees):
+        return False
+    if scope.context == "patient":
+        return compartment_patients(resource) == {claims.patient}
+    return True
+
+
+def is_alert_for(resource: Mapping[str, Any], addressees: Collection[str]) -> bool:
+    """Is ``resource`` a tagged safety alert whose addressee is one of ``addressees``?"""
+    rtype = resource.get("resourceType")
+    if not addressees or rtype not in ALERT_ADDRESSEE:
+        return False
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, Mapping) else None
+    if not isinstance(tags, list) or not any(
+        isinstance(t, Mapping)
+        and t.get("system") == SECURITY_TAG_SYSTEM
+        and t.get("code") == SAFETY_ALERT
+        for t in tags
+    ):
+        return False
+    named = resource.get(ALERT_ADDRESSEE[str(rtype)][1])
+    refs = named if isinstance(named, list) else [named]
+    return any(isinstance(r, Mapping) and r.get("reference") in addressees for r in refs)
 
 
 def compartment_patients(resource: Mapping[str, Any]) -> frozenset[str]:
@@ -395,6 +488,7 @@ def _decide_search(
         if bases is None:
             continue
         reachable = True
+        bases = bases + _alert_bases(claims, resource_type, scope, consent)
         query = decoded_query(scope.query)
         for base in bases:
             alternatives.append(tuple(sorted(set(base) | set(query))))
@@ -425,6 +519,11 @@ def _search_bases(
     if not patient or resource_type in PATIENT_SCOPE_EXCLUDED:
         return None
     if resource_type in PATIENT_COMPARTMENT or resource_type == "Patient":
+        if claims.role == PRACTITIONER:
+            # A picked or launched patient counts only while their Consent permits.
+            user = claims.fhir_user
+            if not user or patient not in consent.patients(user, resource_type):
+                return []
         return _compartment_conditions(resource_type, [patient])
     if resource_type in SHARED_TYPES:
         return [()]
@@ -433,13 +532,42 @@ def _search_bases(
 
 def _compartment_conditions(resource_type: str, patients: Sequence[str]) -> list[Condition]:
     """Search parameters that select the compartments of ``patients`` (one alternative
-    per compartment parameter; a comma is FHIR search's OR between values)."""
+    per compartment parameter; a comma is FHIR search's OR between values), each with
+    the condition that no compartment parameter names another patient: a resource in
+    several compartments is found only when every one of them is readable, as a read
+    decides (issue 10 item 3; ``:_only-patients`` is internal, see search.query)."""
     if not patients:
         return []
     if resource_type == "Patient":
         return [(("_id", ",".join(patients)),)]
     refs = ",".join(f"Patient/{p}" for p in patients)
-    return [((param, refs),) for param in PATIENT_COMPARTMENT[resource_type]]
+    params = PATIENT_COMPARTMENT[resource_type]
+    only = tuple((f"{param}:{ONLY_PATIENTS}", refs) for param in params)
+    return [((param, refs), *only) for param in params]
+
+
+def _alert_bases(
+    claims: Claims, resource_type: str, scope: ResourceScope, consent: Consent
+) -> list[Condition]:
+    """The alternatives the safety-alert exception adds to a practitioner's search of
+    Task or Communication: tagged alerts addressed to them (under patient/ scopes, of
+    the context patient only)."""
+    if claims.role != PRACTITIONER or resource_type not in ALERT_ADDRESSEE or not claims.fhir_user:
+        return []
+    addressees = sorted(consent.addressees(claims.fhir_user))
+    if not addressees:
+        return []
+    alert: Condition = (
+        ("_tag", f"{SECURITY_TAG_SYSTEM}|{SAFETY_ALERT}"),
+        (ALERT_ADDRESSEE[resource_type][0], ",".join(addressees)),
+    )
+    if scope.context == "patient":
+        if not claims.patient:
+            return []
+        return [
+            (*alert, *base) for base in _compartment_conditions(resource_type, [claims.patient])
+        ]
+    return [alert]
 
 
 def _decide_system(

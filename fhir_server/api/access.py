@@ -23,7 +23,7 @@ an :class:`~fhir_server.audit.records.AccessRecord` (``state.audit.record``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -33,12 +33,6 @@ from fhir_server.access.claims import ADMIN, PRACTITIONER, Claims
 from fhir_server.access.compartment import PATIENT_COMPARTMENT
 from fhir_server.access.consent import (
     ConsentGrants,
-    care_team_patients,
-    grants,
-    named_parties,
-    organizations_of,
-    reaches,
-    roles_of,
     withdraws,
 )
 from fhir_server.access.decision import (
@@ -53,18 +47,19 @@ from fhir_server.access.decision import (
     precheck,
 )
 from fhir_server.access.decision import Consent as ConsentPolicy
+from fhir_server.access.lookups import lookup_consents, withdrawn_practitioners
 from fhir_server.access.scopes import parse as parse_scopes
+from fhir_server.access.write_authority import refusal as write_refusal
+from fhir_server.api import refusals
 from fhir_server.audit.records import AccessRecord
 from fhir_server.client_address import client_address
 from fhir_server.definitions import R4_RESOURCE_TYPES
 from fhir_server.errors import FhirError, Issue, not_found
-from fhir_server.search import parse_search
 from fhir_server.search.query import SearchQuery
 from fhir_server.search.registry import Registry
 from fhir_server.search.restriction import SearchAccess, TypeConditions, permitted, restrict
 from fhir_server.server_state import ServerState
 from fhir_server.storage.repository import StoredResource
-from fhir_server.storage.search_sql import execute_search, live_registry
 from fhir_server.versioning import now_us
 
 ALL_TYPES = frozenset(R4_RESOURCE_TYPES)
@@ -76,7 +71,6 @@ NO_AUTH_CLAIMS = Claims(
     role=ADMIN,
 )
 LOOPBACK_PEERS = frozenset({"127.0.0.1", "::1", "localhost", "::ffff:127.0.0.1"})
-_LOOKUP_LIMIT = 1000  # Consents / PractitionerRoles read per lookup
 
 
 class StoredView(Mapping[str, Any]):
@@ -179,6 +173,14 @@ def _record(
     reason: str = "",
     **fields: Any,
 ) -> None:
+    # -- hardening: a 401/403 past the address's limit is answered 429 instead, and
+    # recorded as such (fhir_server/api/refusals.py; the trail coalesces refusals,
+    # fhir_server/audit/coalesce.py) --
+    throttled = refusals.throttled(state, outcome, ip)
+    if throttled is not None:
+        _record(state, action, 429, claims, ip, rtype, throttled.issues[0].diagnostics, **fields)
+        raise throttled
+    # -- end hardening --
     audit = getattr(state, "audit", None)
     if audit is None:
         return  # a ServerState built without a trail (tests of the rooms alone)
@@ -281,16 +283,15 @@ class Gate:
     @property
     def consent(self) -> ConsentPolicy:
         """The clinician's Consents, looked up once per request (so a withdrawal counts
-        from the next request on). Only practitioners with user/ scopes need it."""
+        from the next request on). Every practitioner token needs it, whatever the
+        context of its scopes: ``user/`` scopes, ``patient/`` scopes after picking a
+        patient, or an EHR launch's patient (issue 10 item 2)."""
         if self._consent is None:
             user = self.claims.fhir_user
-            needs = (
-                self.claims.role == PRACTITIONER
-                and user
-                and any(s.context == "user" for s in self.claims.scopes.resources)
-            )
             self._consent = (
-                lookup_consents(self.state, user) if needs and user else ConsentGrants("")
+                lookup_consents(self.state.repository, self.state.settings, user)
+                if self._needs_consent() and user
+                else ConsentGrants("")
             )
         return self._consent
 
@@ -312,9 +313,7 @@ class Gate:
         )
 
     def _needs_consent(self) -> bool:
-        return self.claims.role == PRACTITIONER and any(
-            s.context == "user" for s in self.claims.scopes.resources
-        )
+        return self.claims.role == PRACTITIONER
 
     def covers(self, interaction: str, rtype: str) -> bool:
         """Whether some resource of ``rtype`` may get ``interaction`` (no record)."""
@@ -502,6 +501,18 @@ class Gate:
             # the new content is a 403, never a 404.
             self.record(interaction, 403, rtype, decision.reason, resource_id=id)
             raise self.forbidden(decision.reason)
+        # Who may author what (fhir_server.access.write_authority), once the scopes and
+        # the patient's Consent allowed the write.
+        refused = write_refusal(
+            self.claims,
+            interaction,
+            rtype,
+            {**resource, "id": id} if resource is not None else None,
+            before,
+        )
+        if refused:
+            self.record(interaction, 403, rtype, refused, resource_id=id)
+            raise self.forbidden(refused)
         patients = compartment_patients({**subject, "id": id}) if subject else frozenset()
         if before is not None:
             patients |= compartment_patients(before)
@@ -536,7 +547,10 @@ class Gate:
         for patient, id, before in written:
             by_patient.setdefault(patient, {}).setdefault(id, before)  # the first "before"
         for patient, changed in sorted(by_patient.items()):
-            for practitioner, reason in withdrawn_practitioners(self.state, patient, changed):
+            gone = withdrawn_practitioners(
+                self.state.repository, self.state.settings, patient, changed
+            )
+            for practitioner, reason in gone:
                 ended = tokens.revoke_consented_access(practitioner, patient)
                 if ended:
                     self.record(
@@ -604,111 +618,6 @@ def _query_text(params: list[tuple[str, str]]) -> str:
     return "&".join(f"{k}={v}" for k, v in params)[:2000]
 
 
-# -- consent lookup (through the search engine; no SQL here) --------------------------------
-
-
-def lookup_consents(state: ServerState, user: str, moment: int | None = None) -> ConsentGrants:
-    """What the stored Consents permit ``user`` now (fhir_server.access.consent): the user's
-    PractitionerRoles and Organizations, the CareTeams naming any of them, the Consents
-    naming any of them, then every Consent of those patients (a later blanket refusal, or
-    a Consent naming them only in a nested provision, counts too).
-
-    With ``Settings.care_team_required`` (the default) only the patients of an active
-    CareTeam the user belongs to are permitted (SEC-02: "an active Consent plus a
-    CareTeam link")."""
-    moment = now_us() if moment is None else moment
-    if not user.startswith("Practitioner/"):
-        return ConsentGrants(user)
-    with state.repository.reading() as conn:
-        find = _finder(state, conn, moment)
-
-        roles = find("PractitionerRole", [("practitioner", user)])
-        orgs = organizations_of(roles, user)
-        actors = sorted({user, *orgs})
-        members = sorted({*actors, *roles_of(roles, user)})
-        teams = find("CareTeam", [("participant", ",".join(members)), ("status", "active")])
-        linked = care_team_patients(teams, members, moment)
-        refs = ",".join(actors)
-        naming: dict[str, dict[str, Any]] = {}
-        for param, values in (("actor", refs), ("consentor", refs)):
-            for consent in find("Consent", [(param, values)]):
-                naming[consent["id"]] = consent
-        if orgs:
-            for consent in find("Consent", [("organization", ",".join(sorted(orgs)))]):
-                naming[consent["id"]] = consent
-        patients = {
-            c["patient"]["reference"]
-            for c in naming.values()
-            if isinstance(c.get("patient"), dict)
-            and str(c["patient"].get("reference", "")).startswith("Patient/")
-        }
-        patients |= {f"Patient/{p}" for p in linked}
-        consents = list(naming.values())
-        if patients:
-            seen = set(naming)
-            for consent in find("Consent", [("patient", ",".join(sorted(patients)))]):
-                if consent["id"] not in seen:
-                    consents.append(consent)
-    required = state.settings.care_team_required
-    return grants(user, consents, actors, moment, linked if required else None)
-
-
-def _finder(
-    state: ServerState, conn: Any, moment: int
-) -> Callable[[str, list[tuple[str, str]]], list[dict[str, Any]]]:
-    """A search of stored resources for the lookups behind access decisions (Consents,
-    CareTeams, PractitionerRoles): strict, bounded, with the registry in force, as of
-    ``moment``, on the caller's connection."""
-    reg = live_registry(conn)
-
-    def find(rtype: str, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        query = parse_search(
-            rtype, [*pairs, ("_count", str(_LOOKUP_LIMIT))], strict=True, now_us=moment, reg=reg
-        )
-        result = execute_search(
-            conn, query, base_url="", page_cursor=None, secret=state.settings.secret_key
-        )
-        return [orjson.loads(found.body) for found in result.matches]
-
-    return find
-
-
-def withdrawn_practitioners(
-    state: ServerState, patient: str, changed: Mapping[str, Mapping[str, Any] | None]
-) -> list[tuple[str, str]]:
-    """The practitioners whom ``patient``'s Consents permitted something before the
-    Consents ``changed`` (id -> the version before, None for a new one) were written and
-    permit nothing now: (practitioner, why). Candidates are the parties the Consents
-    name, before and now -- Practitioners directly and through their Organizations'
-    PractitionerRoles."""
-    moment = now_us()
-    with state.repository.reading() as conn:
-        find = _finder(state, conn, moment)
-
-        now_in_force = find("Consent", [("patient", f"Patient/{patient}")])
-        earlier: list[Mapping[str, Any]] = [c for c in now_in_force if c.get("id") not in changed]
-        earlier += [c for c in changed.values() if c is not None]
-        named: set[str] = set()
-        for consent in [*now_in_force, *earlier]:
-            named |= named_parties(consent)
-        practitioners = {r for r in named if r.startswith("Practitioner/")}
-        orgs = sorted(r for r in named if r.startswith("Organization/"))
-        if orgs:
-            for role in find("PractitionerRole", [("organization", ",".join(orgs))]):
-                ref = role.get("practitioner")
-                if isinstance(ref, dict) and str(ref.get("reference", "")).startswith(
-                    "Practitioner/"
-                ):
-                    practitioners.add(ref["reference"])
-        gone: list[tuple[str, str]] = []
-        for practitioner in sorted(practitioners):
-            roles = find("PractitionerRole", [("practitioner", practitioner)])
-            actors = {practitioner, *organizations_of(roles, practitioner)}
-            if reaches(earlier, actors, moment) and not reaches(now_in_force, actors, moment):
-                gone.append((practitioner, f"Patient/{patient}'s Consent no longer permits them"))
-    return gone
-
-
 def require(condition: bool, gate: Gate, action: str, rtype: str | None, reason: str) -> None:
     """A 403 (and its audit record) unless ``condition``."""
     if not condition:
@@ -721,7 +630,5 @@ __all__ = [
     "NO_AUTH_CLAIMS",
     "StoredView",
     "authenticate",
-    "lookup_consents",
     "require",
-    "withdrawn_practitioners",
 ]

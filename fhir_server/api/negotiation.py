@@ -12,6 +12,7 @@ import orjson
 
 from fhir_server.errors import FhirError, bad_request, error
 from fhir_server.formats.fhir_json import dump_fhir_json, parse_fhir_json
+from fhir_server.formats.limits import StructureLimits, check_json
 from fhir_server.formats.xml import parse_xml, render_xml
 
 Format = Literal["json", "xml"]
@@ -80,15 +81,21 @@ def preferences(query: dict[str, str], headers: Any) -> Preferences:
     )
 
 
-def parse_resource_body(body: bytes, content_type: str | None) -> Any:
-    """The request body as a JSON value, whichever FHIR format it came in."""
+def parse_resource_body(
+    body: bytes, content_type: str | None, limits: StructureLimits | None = None
+) -> Any:
+    """The request body as a JSON value, whichever FHIR format it came in. ``limits``:
+    its cost limits and the characters R4 forbids in strings (fhir_server.formats.limits)."""
     kind = media_type(content_type)
     if not body.strip():
         raise bad_request("The request has no body")
     if kind in XML_TYPES:
-        return parse_xml(body)
+        return parse_xml(body, limits=limits)
     if kind in JSON_TYPES or kind in ("", JSON_PATCH, "text/plain"):
-        return parse_json(body)
+        value = parse_json(body)
+        if limits is not None:
+            check_json(value, body, limits)
+        return value
     raise FhirError(
         415, error(415, "not-supported", f"Content-Type {kind!r} is not supported").issues
     )

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from fhir_server import conformance
 from fhir_server.access.decision import Deny
 from fhir_server.api.access import Gate, StoredView, authenticate, require
+from fhir_server.api.limits import body_limit, search_limits, structure_limits
 from fhir_server.api.negotiation import (
     FORM,
     JSON_PATCH,
@@ -32,8 +33,17 @@ from fhir_server.api.negotiation import (
     render_value,
 )
 from fhir_server.definitions import R4_RESOURCE_TYPES
-from fhir_server.errors import FhirError, Issue, error, gone, not_found, operation_outcome
+from fhir_server.errors import (
+    FhirError,
+    Issue,
+    bad_request,
+    error,
+    gone,
+    not_found,
+    operation_outcome,
+)
 from fhir_server.formats.fhir_json import parse_fhir_json
+from fhir_server.formats.limits import check_json
 from fhir_server.formats.summary import select_elements, summarize
 from fhir_server.interactions import create as create_room
 from fhir_server.interactions import delete as delete_room
@@ -48,6 +58,7 @@ from fhir_server.interactions.search import explain_allowed, search_bundle
 from fhir_server.interactions.transaction import BundleOptions, process_bundle
 from fhir_server.operations import OperationCall, find_operation, parameters_of
 from fhir_server.operations.registry import OPERATIONS
+from fhir_server.search.limits import check_search
 from fhir_server.server_state import ServerState
 from fhir_server.storage.repository import StoredResource, WriteSession
 from fhir_server.validation import validate_resource
@@ -101,9 +112,11 @@ def query_pairs(request: Request) -> list[tuple[str, str]]:
     return list(request.query_params.multi_items())
 
 
-async def read_body(request: Request) -> bytes:
-    """The body, refused with 413 once it passes the configured size (before it is all read)."""
-    limit = state(request).settings.max_body_bytes
+async def read_body(request: Request, gate: Gate) -> bytes:
+    """The body, refused with 413 once it passes the size allowed to the token's role
+    (fhir_server/api/limits.py): by its Content-Length before a byte is read, else as
+    soon as the bytes read pass it."""
+    limit = body_limit(gate.claims, state(request).settings)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise error(413, "too-costly", f"The body is larger than the {limit}-byte limit")
@@ -117,8 +130,44 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def resource_body(request: Request) -> Any:
-    return parse_resource_body(await read_body(request), request.headers.get("content-type"))
+async def resource_body(request: Request, gate: Gate) -> Any:
+    """The body parsed, within the structure limits; a large one is parsed in the thread
+    pool, so it does not hold up the requests waiting on the event loop."""
+    body = await read_body(request, gate)
+    content_type = request.headers.get("content-type")
+    limits = structure_limits(state(request).settings)
+    if len(body) > _PARSE_ON_LOOP_BYTES:
+        return await run_in_threadpool(parse_resource_body, body, content_type, limits)
+    return parse_resource_body(body, content_type, limits)
+
+
+_PARSE_ON_LOOP_BYTES = 64 * 1024
+
+
+async def validated_body(request: Request, gate: Gate, rtype: str) -> dict[str, Any]:
+    """The body parsed and validated as a ``rtype``; a large one in the thread pool, where
+    validation (about 18 µs per value) cannot hold up the event loop."""
+    body = await read_body(request, gate)
+    content_type = request.headers.get("content-type")
+    limits = structure_limits(state(request).settings)
+
+    def parsed() -> dict[str, Any]:
+        resource = parse_resource_body(body, content_type, limits)
+        return validate_resource(resource, expected_type=rtype)
+
+    if len(body) > _PARSE_ON_LOOP_BYTES:
+        return await run_in_threadpool(parsed)
+    return parsed()
+
+
+async def form_params(request: Request, gate: Gate) -> list[tuple[str, str]]:
+    """An application/x-www-form-urlencoded body as pairs, within the token's body limit."""
+    body = await read_body(request, gate)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad_request("The form is not UTF-8") from exc
+    return parse_qsl(text, keep_blank_values=True)
 
 
 def if_match(request: Request) -> int | None:
@@ -285,7 +334,7 @@ async def update(request: Request) -> Response:
     rtype = resource_type(request)
     precheck_put(gate, rtype, chosen_id=True)
     id = check_id(request.path_params["id"])
-    resource = validate_resource(await resource_body(request), expected_type=rtype)
+    resource = await validated_body(request, gate, rtype)
     expected = if_match(request)
     now = now_us()
     return await run_write(
@@ -313,7 +362,7 @@ async def patch(request: Request) -> Response:
     gate = authenticate(request, "patch", request.path_params["rtype"])
     rtype = resource_type(request)
     gate.precheck("patch", rtype)
-    document, kind = await patch_document(request)
+    document, kind = await patch_document(request, gate)
     expected = if_match(request)
     now = now_us()
     id = request.path_params.get("id")
@@ -331,12 +380,15 @@ async def patch(request: Request) -> Response:
     )
 
 
-async def patch_document(request: Request) -> tuple[Any, patch_room.PatchKind]:
+async def patch_document(request: Request, gate: Gate) -> tuple[Any, patch_room.PatchKind]:
     kind = media_type(request.headers.get("content-type"))
-    body = await read_body(request)
+    body = await read_body(request, gate)
+    limits = structure_limits(state(request).settings)
     if kind == JSON_PATCH:
-        return parse_json(body), "json-patch"
-    document = parse_resource_body(body, kind)
+        operations = parse_json(body)
+        check_json(operations, body, limits)
+        return operations, "json-patch"
+    document = parse_resource_body(body, kind, limits)
     if isinstance(document, dict) and document.get("resourceType") == "Parameters":
         return document, "fhirpath-patch"
     raise error(
@@ -375,7 +427,7 @@ async def create(request: Request) -> Response:
     gate = authenticate(request, "create", request.path_params["rtype"])
     rtype = resource_type(request)
     gate.precheck("create", rtype)
-    resource = validate_resource(await resource_body(request), expected_type=rtype)
+    resource = await validated_body(request, gate, rtype)
     condition = request.headers.get("if-none-exist")
     now = now_us()
     return await run_write(
@@ -391,7 +443,7 @@ async def conditional_update(request: Request) -> Response:
     gate = authenticate(request, "update", request.path_params["rtype"])
     rtype = resource_type(request)
     precheck_put(gate, rtype, chosen_id=False)
-    resource = validate_resource(await resource_body(request), expected_type=rtype)
+    resource = await validated_body(request, gate, rtype)
     if resource.get("id") is not None:
         # A body id is the client's choice of id should the criteria match nothing.
         precheck_put(gate, rtype, chosen_id=True)
@@ -434,8 +486,7 @@ async def search_type_post(request: Request) -> Response:
     rtype = resource_type(request)
     if media_type(request.headers.get("content-type")) != FORM:
         raise error(415, "not-supported", f"POST {rtype}/_search takes {FORM}")
-    form = await request.form()
-    params = query_pairs(request) + [(k, str(v)) for k, v in form.multi_items()]
+    params = query_pairs(request) + await form_params(request, gate)
     return await search(request, gate, rtype, params)
 
 
@@ -459,13 +510,14 @@ async def transaction(request: Request) -> Response:
     is written); in a batch that entry answers with its own status."""
     gate = authenticate(request, "batch")
     prefs = prefs_of(request)
-    bundle = await resource_body(request)
+    bundle = await resource_body(request, gate)
     kind = bundle.get("type") if isinstance(bundle, dict) else None
     action = "transaction" if kind == "transaction" else "batch"
     repo = state(request).repository
 
     def entry_search(session: WriteSession, rtype: str, query: str) -> bytes:
         params = parse_qsl(query, keep_blank_values=True)
+        check_search(params, search_limits(state(request).settings))
         return search_bundle(
             session.search_connection(),
             rtype,
@@ -539,6 +591,7 @@ async def search(
     compartment: tuple[str, str] | None = None,
 ) -> Response:
     """A search with the token's restriction pushed into its SQL (search/restriction.py)."""
+    check_search(params, search_limits(state(request).settings))
     prefs = prefs_of(request)
     repo = state(request).repository
     interaction = "search-type" if rtype else "search-system"
@@ -596,8 +649,7 @@ async def search_compartment_post(request: Request) -> Response:
     compartment, rtype = compartment_of(request)
     if media_type(request.headers.get("content-type")) != FORM:
         raise error(415, "not-supported", f"POST {request.url.path} takes {FORM}")
-    form = await request.form()
-    params = query_pairs(request) + [(k, str(v)) for k, v in form.multi_items()]
+    params = query_pairs(request) + await form_params(request, gate)
     return await search(request, gate, rtype, params, compartment)
 
 
@@ -642,10 +694,14 @@ async def operation(request: Request) -> Response:
     ]
     resource = None
     if request.method == "POST":
-        raw = await read_body(request)
+        raw = await read_body(request, gate)
         if raw.strip():
             body_parameters, resource = parameters_of(
-                parse_resource_body(raw, request.headers.get("content-type"))
+                parse_resource_body(
+                    raw,
+                    request.headers.get("content-type"),
+                    structure_limits(state(request).settings),
+                )
             )
             parameters += body_parameters
     call = OperationCall(
@@ -660,10 +716,16 @@ async def operation(request: Request) -> Response:
         now=now_us(),
     )
     found = find_operation(OPERATIONS, call)
-    authorize_operation(gate, found.changes_state, call)
+    if found.server_writes is not None:
+        authorize_server_writes(gate, found.server_writes, call)
+    else:
+        authorize_operation(gate, found.changes_state, call)
+    # An operation whose writes are the server's own runs without the caller's access
+    # context; every other one writes as the caller, decided like any write.
+    access = None if found.server_writes is not None else gate
     try:
         result = await run_in_threadpool(
-            run_as, gate, looked_up, gate, found.run, state(request).repository, call
+            run_as, access, looked_up, gate, found.run, state(request).repository, call
         )
     except FhirError as exc:
         gate.record("operation", exc.status, rtype, str(exc), operation=call.name)
@@ -672,6 +734,25 @@ async def operation(request: Request) -> Response:
     body = result.body if isinstance(result.body, bytes) else None
     rendered = render(body, prefs) if body is not None else render_value(result.body, prefs)  # type: ignore[arg-type]
     return fhir_response(rendered, prefs, result.status)
+
+
+def authorize_server_writes(gate: Gate, requires: tuple[str, str], call: OperationCall) -> None:
+    """An operation that writes on the server's authority (``Operation.server_writes``):
+    the caller may read the target (404 exactly as a read, so nothing tells an
+    unreachable patient from an unknown one) and holds ``requires`` -- e.g. ``c`` on
+    CarePlan for ``$plan-week`` -- else 403 naming it. Never a 404 for a resource the
+    server itself makes."""
+    letter, rtype = requires
+    if call.level == "instance":
+        assert call.rtype is not None and call.id is not None
+        admitted(gate, "read", call.rtype, call.id, gate.state.repository.read(call.rtype, call.id))
+    require(
+        any(s.allows(rtype, letter) for s in gate.claims.scopes.resources),
+        gate,
+        "operation",
+        call.rtype,
+        f"${call.name} needs a scope with {letter!r} on {rtype}",
+    )
 
 
 def authorize_operation(gate: Gate, changes_state: bool, call: OperationCall) -> None:

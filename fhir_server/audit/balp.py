@@ -156,10 +156,33 @@ def audit_event(record: AccessRecord, server: ServerIdentity) -> dict[str, Any]:
             "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}],
         },
     }
+    if record.period_us is not None:
+        # R4 AuditEvent.period: "the period during which the activity occurred" -- the
+        # window a coalesced summary covers.
+        event["period"] = {
+            "start": instant(record.period_us[0]),
+            "end": instant(record.period_us[1]),
+        }
     entities = entities_of(record)
+    if record.count > 1 or record.period_us is not None:
+        entities.append(coalesced_entity(record))
     if entities:
         event["entity"] = entities
     return event
+
+
+# A summary of refused requests (fhir_server.audit.coalesce): the requests it stands for,
+# as an entity of type 2 System Object whose detail carries the count (R4
+# AuditEvent.entity.detail: "tagged value pairs for conveying additional information").
+COALESCED_DETAIL = "coalesced-requests"
+
+
+def coalesced_entity(record: AccessRecord) -> dict[str, Any]:
+    return {
+        "type": SYSTEM_OBJECT,
+        "description": f"{record.count} requests refused with HTTP {record.outcome}",
+        "detail": [{"type": COALESCED_DETAIL, "valueString": str(record.count)}],
+    }
 
 
 def outcome_code(status: int) -> str:
@@ -173,7 +196,18 @@ def outcome_code(status: int) -> str:
 
 def outcome_description(record: AccessRecord) -> str:
     text = f"HTTP {record.outcome}"
-    return f"{text}: {record.reason}" if record.reason else text
+    return f"{text}: {printable(record.reason)}" if record.reason else text
+
+
+# FHIR R4 datatypes.html#string: no code points below 32 but tab, CR and LF. What a client
+# sent (a scope, a client_id, a reason quoting them) may hold them; PostgreSQL cannot store
+# U+0000 at all, and one such AuditEvent would fail the whole batch it is written in.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with the characters an R4 string may not hold replaced by U+FFFD."""
+    return _CONTROL.sub("\ufffd", text)
 
 
 def agents(record: AccessRecord) -> list[dict[str, Any]]:
@@ -182,6 +216,7 @@ def agents(record: AccessRecord) -> list[dict[str, Any]]:
     a failed sign-in) is still recorded as the requestor, by address only."""
     claims = record.claims
     client_id = record.client_id or (claims.client_id if claims else None)
+    client_id = printable(client_id) if client_id else client_id
     person: dict[str, Any] | None = None
     if claims is not None and (claims.fhir_user or claims.subject):
         person = {

@@ -45,6 +45,11 @@ class AccessRecord:
     # The resources a batch or transaction wrote: (type, id, version, interaction), one
     # entity each in the Bundle's one AuditEvent (see Gate.collect_writes).
     entities: tuple[tuple[str, str, int, str], ...] = ()
+    # A summary of refusals coalesced in a window (fhir_server.audit.coalesce): how many
+    # requests it stands for and the window, (start, end) in microseconds; 1 and None
+    # for a record of one request.
+    count: int = 1
+    period_us: tuple[int, int] | None = None
 
 
 class AuditSink(Protocol):

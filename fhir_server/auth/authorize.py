@@ -506,15 +506,21 @@ class AuthorizeEndpoint:
             picked = (step.form.get("patient") or "").strip()
             if picked.startswith("Patient/"):
                 picked = picked[len("Patient/") :]
-            if picked and not self.services.patient_exists(picked):
-                return html(self._render(flow, "error_patient_unknown"), status=400)
             patient = picked or None
+        user = state["user"]
+        if patient is not None and not self.services.may_reach_patient(
+            user["role"], user["fhir_user"], patient
+        ):
+            # A patient this person may not reach (no Consent, no CareTeam link) is
+            # answered exactly as one that does not exist, so the page tells nobody
+            # which ids exist (issue 10 item 2); an EHR launch naming one stops here too.
+            self._audit_login(request, flow, 400, "patient not reachable or unknown")
+            return html(self._render(flow, "error_patient_unknown"), status=400)
         if patient is None:
             chosen = _without_patient_scopes(chosen)
         if not chosen:
             return self._deny(flow, request, step)
         context = self._context(state, patient)
-        user = state["user"]
         approval = Approval(
             subject=user["subject"],
             role=user["role"],

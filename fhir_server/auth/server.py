@@ -26,6 +26,7 @@ from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from starlette.responses import Response
 
+from fhir_server.access.lookups import may_reach_patient
 from fhir_server.access.scopes import OFFLINE_ACCESS, parse
 from fhir_server.audit.records import AuditSink
 from fhir_server.audit.trail import DisabledAudit
@@ -94,6 +95,15 @@ class AuthServices:
 
     def patient_exists(self, patient_id: str) -> bool:
         return self.resource_exists("Patient", patient_id)
+
+    def may_reach_patient(self, role: str | None, fhir_user: str | None, patient_id: str) -> bool:
+        """Asked by the authorize step before a patient becomes a token's launch context:
+        the patient exists and the access rules let this person reach them
+        (fhir_server.access.lookups). The answer for a patient who may not be reached is
+        the answer for one who does not exist."""
+        return self.patient_exists(patient_id) and may_reach_patient(
+            self.repository, self.settings, role=role, fhir_user=fhir_user, patient_id=patient_id
+        )
 
     def resource_exists(self, rtype: str, rid: str) -> bool:
         if not rid or len(rid) > 64:

@@ -103,7 +103,7 @@ async def _kick_off(request: Request, level: Level, group_id: str | None) -> Res
             (k, v) for k, v in request.query_params.multi_items() if k not in _TRANSPORT
         ]
         if request.method == "POST":
-            raw = await read_body(request)
+            raw = await read_body(request, gate)
             if raw.strip():
                 body, resource = parameters_of(
                     parse_resource_body(raw, request.headers.get("content-type"))

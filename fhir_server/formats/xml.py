@@ -41,6 +41,7 @@ from fhir_server.definitions import (
 )
 from fhir_server.errors import bad_request
 from fhir_server.formats.fhir_json import decimal_from_text, decimal_text
+from fhir_server.formats.limits import StructureLimits, check_xml
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
@@ -112,13 +113,18 @@ def _local_name(elem: etree._Element, location: str) -> str:
 # XML -> JSON
 
 
-def parse_xml(data: bytes, *, exact_decimals: bool = False) -> dict[str, Any]:
+def parse_xml(
+    data: bytes, *, exact_decimals: bool = False, limits: StructureLimits | None = None
+) -> dict[str, Any]:
     """Parse one FHIR R4 resource in XML into its JSON form; FhirError 400 when invalid.
 
     ``exact_decimals`` chooses ``Decimal`` over ``float`` for fractional decimals (see the
-    module docstring).
+    module docstring). ``limits``: the cost limits checked on the tree before it is
+    converted (fhir_server.formats.limits).
     """
     root = _xml_tree(data)
+    if limits is not None:
+        check_xml(root, limits)
     return _read_resource(root, "", _exact_decimal if exact_decimals else decimal_from_text)
 
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 from fhir_server.errors import bad_request
 from fhir_server.interactions.access import restrict_criteria
 from fhir_server.search import parse_search
+from fhir_server.search.limits import SearchLimits, check_search
 from fhir_server.search.terminology import resolve_terminology
 from fhir_server.storage.repository import StoredResource, WriteSession
 from fhir_server.storage.search_sql import live_registry
@@ -26,7 +27,14 @@ def criteria_params(query_string: str) -> list[tuple[str, str]]:
     params = parse_qsl(query_string.lstrip("?"), keep_blank_values=True)
     if not params:
         raise bad_request("A conditional interaction needs search criteria")
+    # Criteria pick one resource: the default search limits bound them (a URL, a header
+    # or a Bundle entry could otherwise carry thousands of conditions), and a character
+    # R4 strings forbid never reaches the database (fhir_server/search/limits.py).
+    check_search(params, CRITERIA_LIMITS)
     return params
+
+
+CRITERIA_LIMITS = SearchLimits()
 
 
 def find_matches(session: WriteSession, rtype: str, query_string: str) -> list[StoredResource]:

@@ -57,6 +57,11 @@ class Operation:
     # Where one name has an OperationDefinition per type (ValueSet/$validate-code and
     # CodeSystem/$validate-code): (type, canonical URL) pairs; ``definition`` otherwise.
     definitions_by_type: tuple[tuple[str, str], ...] = ()
+    # The server writes on its own authority, not the caller's (the plan engine's plan for
+    # $plan-week): the caller is authorized once for the target and for ``requires``
+    # (a permission on a type, e.g. ("c", "CarePlan")), then the writes are the server's
+    # and meet no token's write rules (fhir_server.access.write_authority).
+    server_writes: tuple[str, str] | None = None
 
     def definition_for(self, rtype: str | None) -> str:
         return dict(self.definitions_by_type).get(rtype or "", self.definition)

@@ -83,6 +83,9 @@ PLAN_WEEK = Operation(
     definition=f"{DEFINITION_BASE}/Patient-plan-week",
     types=frozenset({"Patient"}),
     changes_state=True,
+    # The plan is the engine's: a patient or a clinician who may read the Patient and
+    # write CarePlans asks for it; what is stored is the server's (issue 11 item 4).
+    server_writes=("c", "CarePlan"),
 )
 
 PLAN_WEEK_DRY_RUN = Operation(

@@ -18,7 +18,16 @@ drive: they are tests only.
 
 from __future__ import annotations
 
-from fhir_server.search.query import AllOf, Chain, Criterion, Has, InCompartment, Node, Permitted
+from fhir_server.search.query import (
+    ONLY_PATIENTS,
+    AllOf,
+    Chain,
+    Criterion,
+    Has,
+    InCompartment,
+    Node,
+    Permitted,
+)
 
 # Lower is expected to match fewer resources.
 _RANK_OF_TYPE = {
@@ -78,7 +87,7 @@ def drives(node: Node) -> bool:
     """Whether ``node`` can be the set a query starts from (it names what matches, rather
     than what does not)."""
     if isinstance(node, Criterion):
-        return node.modifier != "not" and node.missing is not True
+        return node.modifier not in ("not", ONLY_PATIENTS) and node.missing is not True
     if isinstance(node, AllOf | Permitted):
         return rank(node) < CANNOT_DRIVE
     return True

@@ -111,6 +111,13 @@ Value = (
 # --- the tree -----------------------------------------------------------------------
 
 
+# An internal modifier no client can send (the parser knows only the spec's): a reference
+# Criterion with it holds when every local Patient the parameter names is one of its
+# values. The access restriction (fhir_server.search.restriction) adds it so a resource in
+# several patients' compartments is found only when every one of them is readable.
+ONLY_PATIENTS = "_only-patients"
+
+
 @dataclass(frozen=True, slots=True)
 class Criterion:
     """One parameter test. ``missing`` is set for ``:missing`` (and values is empty)."""

@@ -24,7 +24,17 @@ from dataclasses import dataclass, replace
 
 from fhir_server.errors import FhirError
 from fhir_server.search.parsing import parse_search
-from fhir_server.search.query import AllOf, Chain, Has, Node, Permitted, SearchQuery
+from fhir_server.search.query import (
+    ONLY_PATIENTS,
+    AllOf,
+    Chain,
+    Criterion,
+    Has,
+    Node,
+    Permitted,
+    ReferenceValue,
+    SearchQuery,
+)
 from fhir_server.search.registry import Registry
 
 # type -> alternatives, each a tuple of (search parameter, value) pairs that must all hold
@@ -77,6 +87,16 @@ def _parse_alternative(
 ) -> tuple[Node, ...] | None:
     if any(not value for _, value in pairs):
         return None  # an empty value would constrain nothing: fail closed
+    only = [(name, value) for name, value in pairs if name.endswith(":" + ONLY_PATIENTS)]
+    if only:
+        exclusions = _only_patients(rtype, only, reg)
+        if exclusions is None:
+            return None
+        pairs = tuple(p for p in pairs if p not in only)
+        if not pairs:
+            return exclusions
+        rest = _parse_alternative(rtype, pairs, reg, now_us, base_url)
+        return None if rest is None else (*rest, *exclusions)
     # The values arrive decoded: the access decision percent-decodes a query scope once
     # (fhir_server.access.decision.decoded_query), for searches and single resources alike,
     # so decoding again here would turn a literal "%25" into "%".
@@ -89,6 +109,27 @@ def _parse_alternative(
     if len(query.criteria) != len(pairs) or query.include or query.revinclude:
         return None
     return query.criteria
+
+
+def _only_patients(
+    rtype: str, pairs: list[tuple[str, str]], reg: Registry
+) -> tuple[Node, ...] | None:
+    """``("subject:_only-patients", "Patient/a,Patient/b")``: every local Patient the
+    parameter names is one of these (search.query.ONLY_PATIENTS). The access decision
+    writes one per compartment parameter, so a resource that also names a patient the
+    token may not see is not found -- as a read of it is refused."""
+    nodes: list[Node] = []
+    for name, value in pairs:
+        param = reg.get(rtype, name.rsplit(":", 1)[0])
+        if param is None or param.type != "reference":
+            return None  # fail closed
+        values = tuple(
+            ReferenceValue("Patient", ref.removeprefix("Patient/"), None, None)
+            for ref in value.split(",")
+            if ref.startswith("Patient/")
+        )
+        nodes.append(Criterion(param, ONLY_PATIENTS, values))
+    return tuple(nodes)
 
 
 def restrict(

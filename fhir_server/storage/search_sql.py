@@ -104,6 +104,7 @@ from fhir_server.search.custom import LiveRegistry
 from fhir_server.search.extraction import extract_index_rows
 from fhir_server.search.plan import drives, driving_order
 from fhir_server.search.query import (
+    ONLY_PATIENTS,
     AllOf,
     Chain,
     CodeSetValue,
@@ -458,6 +459,8 @@ def _criterion(node: Criterion, scope: Scope, res: Any, drive: bool) -> Conditio
             return false() if node.missing else true()
         col = res.c.last_updated
         return or_(*(date_predicate(col, col, v) for v in node.values if isinstance(v, DateValue)))
+    if modifier == ONLY_PATIENTS:
+        return _only_patients(node, scope, res)
     # :missing=true and :not are negations: tests, never the driving set (plan.drives).
     # :not -- "the resource does not have a matching token", including resources without
     # the element (search.html#token).
@@ -466,6 +469,23 @@ def _criterion(node: Criterion, scope: Scope, res: Any, drive: bool) -> Conditio
     pk_column, rows = criterion_rows(node, scope, probe=not as_set)
     matched = _member(res, pk_column, rows, as_set)
     return not_(matched) if negated else matched
+
+
+def _only_patients(node: Criterion, scope: Scope, res: Any) -> Condition:
+    """The access restriction "every patient this resource's ``node.param`` names is one
+    of ``node.values``" (fhir_server.search.restriction, ONLY_PATIENTS): no local
+    reference through the parameter points at another Patient. A test, never a driving
+    set: it says what must not be there (ARCHITECTURE.md "Access control": a resource in
+    several compartments needs every one of them to permit the reader)."""
+    t = _alias(sp_reference)
+    ids = [bound(v.id) for v in node.values if isinstance(v, ReferenceValue)]
+    outside = select(t.c.res_pk).where(
+        *_index_rows(t, node.param.code, scope, probe=True),
+        t.c.url.is_(None),
+        t.c.target_type == "Patient",
+        t.c.target_id.not_in(ids),
+    )
+    return not_(_member(res, t.c.res_pk, outside, False))
 
 
 def criterion_rows(node: Criterion, scope: Scope, probe: bool = False) -> tuple[Any, Select[Any]]:

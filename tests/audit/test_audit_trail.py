@@ -21,6 +21,7 @@ from fhir_server.audit import (
     DisabledAudit,
     ServerIdentity,
 )
+from fhir_server.audit.coalesce import CoalescingAudit
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, error
 from fhir_server.events.tables import outbox
@@ -275,7 +276,9 @@ def test_the_server_audits_unless_switched_off(
         trail = app.state.fhir.audit
         # by default a writer process of its own; SELFBACK_AUDIT_WRITER=thread keeps the
         # writer in the server process
-        assert isinstance(trail, AuditProcess if on else DisabledAudit)
+        # refusals are coalesced in front of the writer (fhir_server/audit/coalesce.py)
+        writer = trail.sink if isinstance(trail, CoalescingAudit) else trail
+        assert isinstance(writer, AuditProcess if on else DisabledAudit)
         assert app.state.auth.services.audit is trail
     finally:
         app.state.fhir.repository.db.dispose()
@@ -290,7 +293,8 @@ def test_the_writer_can_be_a_thread_of_the_server(
     )
     app = create_app(settings)
     try:
-        assert isinstance(app.state.fhir.audit, AuditTrail)
+        assert isinstance(app.state.fhir.audit, CoalescingAudit)
+        assert isinstance(app.state.fhir.audit.sink, AuditTrail)
     finally:
         app.state.fhir.repository.db.dispose()
     monkeypatch.setenv("SELFBACK_AUDIT_WRITER", "elsewhere")

@@ -50,7 +50,8 @@ def body_for(rtype: str, patient: str, *, tag: str = "") -> dict[str, Any]:
         return {
             "resourceType": "Observation",
             "status": "final",
-            "category": [{"coding": [{"system": CATEGORY, "code": tag or "survey"}]}],
+            # activity: what a patient may record itself (fhir_server.access.write_authority)
+            "category": [{"coding": [{"system": CATEGORY, "code": tag or "activity"}]}],
             "code": {"coding": [{"system": LOINC, "code": "72514-3"}]},
             "subject": ref,
             "valueInteger": 3,
@@ -120,6 +121,17 @@ SCOPE_KINDS = (
     ScopeKind("user-v2-consented", "user/*.cruds", "practitioner", "user", user="consented"),
     ScopeKind("user-v1-read-stranger", "user/*.read", "practitioner", "user", user="stranger"),
     ScopeKind("user-v2-admin", "user/*.cruds", "admin", "user"),
+    # A Consent but no CareTeam link (SEC-02 asks for both).
+    ScopeKind("user-v2-no-team", "user/*.rs", "practitioner", "user", user="noteam"),
+    # Clinicians with patient/ scopes and A as launch context -- an EHR launch or a pick
+    # in a standalone launch: held to A's Consent like user/ scopes (issue 10 item 2).
+    ScopeKind(
+        "ehr-consented", "patient/*.rs", "practitioner", "patient", patient=True, user="consented"
+    ),
+    ScopeKind(
+        "ehr-stranger", "patient/*.rs", "practitioner", "patient", patient=True, user="stranger"
+    ),
+    ScopeKind("ehr-no-team", "patient/*.rs", "practitioner", "patient", patient=True, user="noteam"),
     ScopeKind("system-v1-read", "system/*.read", None, "system"),
     ScopeKind("system-v2-cruds", "system/*.cruds", None, "system"),
     ScopeKind("system-v2-obs-rs", "system/Observation.rs", None, "system"),
@@ -135,6 +147,7 @@ class World:
     b: str = ""
     consented: str = ""  # Practitioner with an active Consent from A
     stranger: str = ""  # Practitioner with no Consent
+    noteam: str = ""  # Practitioner with a Consent from A but no CareTeam link
     # (type, owner) -> id; owner "a", "b", "shared", "group", "audit"
     ids: dict[tuple[str, str], str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
@@ -191,7 +204,11 @@ class World:
     def token(self, kind: str) -> str:
         if kind not in self.tokens:
             k = KINDS[kind]
-            user = {"consented": self.consented, "stranger": self.stranger}.get(k.user, "")
+            user = {
+                "consented": self.consented,
+                "stranger": self.stranger,
+                "noteam": self.noteam,
+            }.get(k.user, "")
             self.tokens[kind] = self.mint(
                 k.scope,
                 role=k.role,
@@ -224,8 +241,16 @@ def build_world(smart: SmartEnv) -> World:
     world.stranger = world.create(
         {"resourceType": "Practitioner", "name": [{"family": "Stranger"}]}
     )
+    world.noteam = world.create({"resourceType": "Practitioner", "name": [{"family": "NoTeam"}]})
     world.create(consent(world.a, f"Practitioner/{world.consented}"))
     world.create(care_team(world.a, f"Practitioner/{world.consented}"))
+    world.create(consent(world.a, f"Practitioner/{world.noteam}"))
+    # An Observation in both compartments: subject A, performer Patient/B. Every reader
+    # needs both patients to permit it (issue 10 item 3), so only admins and backends see
+    # it -- by read, search, compartment search, history and _include alike.
+    world.ids[("Observation", "ab")] = world.create(
+        body_for("Observation", world.a) | {"performer": [{"reference": f"Patient/{world.b}"}]}
+    )
     return world
 
 
@@ -319,7 +344,9 @@ def expected_read(kind: ScopeKind, rtype: str, owner: str) -> int:
     if kind.context == "patient":
         if rtype == "Group":
             return 403
-        return 200 if owner == "a" else 404
+        if kind.role == "practitioner" and kind.user != "consented":
+            return 404  # a launch context without Consent and CareTeam opens nothing
+        return 200 if owner == "a" else 404  # "ab" names B too: refused
     # user/ scopes: A's data only with A's Consent (the Group's only member is A)
     if kind.user == "consented" and owner in ("a", "group"):
         return 200

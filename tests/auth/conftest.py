@@ -52,6 +52,10 @@ GENEROUS = {
     "SELFBACK_SMS_IP_HOURLY_LIMIT": "10000",
     "SELFBACK_SMS_HOURLY_LIMIT": "10000",
     "SELFBACK_LOGIN_IP_FAILURE_LIMIT": "10000",
+    # Refusals are the point of many tests here: no 429s, every one audited one by one
+    # (tests/integration/test_hostile_inputs.py checks the defaults' behaviour).
+    "SELFBACK_REFUSAL_LIMIT": "1000000",
+    "SELFBACK_REFUSAL_AUDIT_DETAIL": "1000000",
 }
 
 
@@ -263,6 +267,13 @@ def _populate(env: SmartEnv, jwks_server: JwksServer) -> None:
     env.practitioner = env.create(
         {"resourceType": "Practitioner", "name": [{"family": "Jensen", "given": ["Anna"]}]}
     )
+    # The clinician may reach both patients: a Consent naming them and a CareTeam link
+    # (SEC-02), without which no launch or pick gives them a patient (issue 10 item 2).
+    from tests.auth.access_world import care_team, consent  # access_world imports us
+
+    for patient in env.patients.values():
+        env.create(consent(patient, f"Practitioner/{env.practitioner}"))
+        env.create(care_team(patient, f"Practitioner/{env.practitioner}"))
     env.encounter = env.create(
         {
             "resourceType": "Encounter",

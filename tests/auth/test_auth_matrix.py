@@ -31,7 +31,7 @@ pytestmark = pytest.mark.db
 
 OWNERS = {
     "Patient": ("a", "b"),
-    "Observation": ("a", "b"),
+    "Observation": ("a", "b", "ab"),
     "QuestionnaireResponse": ("a", "b"),
     "CarePlan": ("a", "b"),
     "Goal": ("a", "b"),
@@ -222,6 +222,8 @@ def expected_write(kind_name: str, rtype: str, owner: str, interaction: str) -> 
     if k.context == "patient":
         if rtype in ("Group", "Questionnaire") or (rtype == "Patient" and interaction == "create"):
             return 403
+        if k.role == "patient" and rtype == "Patient" and interaction == "delete" and owner == "a":
+            return 403  # write authority: a patient never deletes its record
     elif rtype in ("Questionnaire",) or (rtype == "Patient" and interaction == "create"):
         return ok  # not a patient's data: a user scope alone decides
     if owner == "a" and (k.context == "patient" or k.user == "consented"):

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from fhir_server.auth.totp import PERIOD, secret_bytes, time_step, totp
+from tests.auth.access_world import care_team, consent
 from tests.auth.conftest import CLINICIAN_PASSWORD, SmartEnv
 from tests.auth.smart_app import Browser, check_token_response, forms_of
 
@@ -27,6 +28,9 @@ def clinician(smart: SmartEnv, *, enrol: bool = True) -> dict[str, Any]:
     practitioner = smart.create(
         {"resourceType": "Practitioner", "name": [{"family": "Holm", "given": ["Ida"]}]}
     )
+    # Patient a is hers to pick: a Consent and a CareTeam link (issue 10 item 2).
+    smart.create(consent(smart.patients["a"], f"Practitioner/{practitioner}"))
+    smart.create(care_team(smart.patients["a"], f"Practitioner/{practitioner}"))
     username = f"dr-holm-{secrets.token_hex(4)}"
     account = smart.cli(
         "account",
