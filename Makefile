@@ -6,8 +6,10 @@ PORT   ?= 8080
 HOST   ?= 127.0.0.1
 AUTH   ?= smart
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# tests/browser drive Debian's chromium (.ci/chromium.sh): playwright must never fetch one.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: run test test-sqlite test-postgres lint bench clean
+.PHONY: run test test-sqlite test-postgres browser-deps lint bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +31,12 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy plan_engine mappings terminology profiles
 
-test-sqlite: $(BIN)/.installed
+## Chromium and the JS fhirclient for tests/browser (installed when missing)
+browser-deps:
+	bash .ci/chromium.sh
+
+# The browser tests run here only: they carry no `db` marker, so the PostgreSQL pass skips them.
+test-sqlite: $(BIN)/.installed browser-deps
 	SELFBACK_TEST_DB=sqlite $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider tests; \
 	  rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; rc=0; }; exit $$rc
 
@@ -39,4 +46,4 @@ test-postgres: $(BIN)/.installed
 	  rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; rc=0; }; exit $$rc
 
 clean:
-	rm -rf $(VENV) data build *.egg-info
+	rm -rf $(VENV) data build *.egg-info tests/browser/js/node_modules

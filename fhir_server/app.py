@@ -17,12 +17,14 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from fhir_server.api.limits import request_line_refusal
+from fhir_server.api.openapi import openapi_document
 from fhir_server.api.refusals import RefusalLimiter
 from fhir_server.api.routes import ROUTES, error_response
 from fhir_server.audit import AuditProcess, AuditTrail, ServerIdentity
 from fhir_server.audit.coalesce import CoalescingAudit
 from fhir_server.config import Settings
 from fhir_server.content import load_programme_content
+from fhir_server.cors import Cors
 from fhir_server.errors import FhirError, error
 from fhir_server.events.handlers import handlers_for
 from fhir_server.events.worker import OutboxWorker
@@ -100,6 +102,10 @@ def create_app(settings: Settings | None = None) -> FhirFirst:
         lifespan=lifespan,
     )
     app.state.fhir = state
+    # The FHIR routes are plain Starlette routes FastAPI's generator cannot see: the
+    # document is built from their table (fhir_server/api/openapi.py).
+    document = openapi_document()
+    app.openapi = lambda: document  # type: ignore[method-assign]
     # --- SMART authorization server (fhir_server.auth, docs/AUTH.md): /auth/*,
     # /fhir/.well-known/*, POST /fhir/Patient/{id}/$activation-code; app.state.auth ---
     from fhir_server.auth.routes import mount_auth
@@ -152,16 +158,21 @@ def _is_fhir(path: str) -> bool:
 
 class FhirFirst:
     """ASGI: HTTP requests under ``/fhir`` go to the plain FHIR app, everything else
-    (including the lifespan) to FastAPI. ``app.state`` etc. are FastAPI's."""
+    (including the lifespan) to FastAPI. ``app.state`` etc. are FastAPI's. CORS wraps
+    both (fhir_server/cors.py), so every /fhir and /auth path gets the same rules."""
 
     def __init__(self, app: FastAPI, fhir: Starlette) -> None:
         self.app = app
         self.fhir = fhir
+        self.outer = Cors(self._route, app.state.auth.origins)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.outer(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _is_fhir(scope["path"]):
             # URL length and forbidden characters, before any route (fhir_server/api/limits.py)
             refused = request_line_refusal(scope, self.app.state.fhir.settings)

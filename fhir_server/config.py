@@ -6,6 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fhir_server.client_address import FORWARDED_HEADERS, Network, parse_trusted_proxies
 
@@ -125,6 +126,9 @@ class Settings:
     # *immediate* (emergency, same-day) referral, so the default is 30 minutes; the
     # deployment's clinical safety officer signs the value off (DCB0129/DCB0160).
     alert_escalation_seconds: float = 1800.0
+    # Origins that may frame the sign-in and consent pages besides those registered on EHR
+    # clients (SELFBACK_FRAME_ANCESTORS, space-separated; fhir_server.auth.framing).
+    frame_ancestors: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -156,6 +160,7 @@ class Settings:
             alert_retry_cap_seconds=float(_env("ALERT_RETRY_CAP_SECONDS", "900")),
             alert_retry_max_age_seconds=float(_env("ALERT_RETRY_MAX_AGE_SECONDS", "86400")),
             alert_escalation_seconds=float(_env("ALERT_ESCALATION_SECONDS", "1800")),
+            frame_ancestors=parse_origins(_env("FRAME_ANCESTORS", ""), "SELFBACK_FRAME_ANCESTORS"),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean).resolved()  # type: ignore[arg-type]
@@ -184,6 +189,25 @@ class Settings:
         url = self.database_url or f"sqlite:///{self.data_dir / 'selfback.sqlite'}"
         key = self.secret_key or _load_or_create_secret(self.data_dir)
         return replace(self, database_url=normalise_database_url(url), secret_key=key)
+
+
+def parse_origins(text: str, where: str) -> tuple[str, ...]:
+    """Web origins (``https://ehr.example.org``), space- or comma-separated; a value that
+    is not exactly an origin (a path, a wildcard, a trailing slash) is refused at start-up."""
+    origins = []
+    for word in text.replace(",", " ").split():
+        if origin_or_none(word) != word:
+            raise ValueError(f"{where}: {word!r} is not an origin like https://ehr.example.org")
+        origins.append(word)
+    return tuple(origins)
+
+
+def origin_or_none(uri: str) -> str | None:
+    """The origin (scheme://host[:port]) of an http(s) URL (RFC 6454), else None."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and parts.netloc and "@" not in parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}"
+    return None
 
 
 def normalise_database_url(url: str) -> str:

@@ -29,6 +29,7 @@ from sqlalchemy import insert, select, update
 from fhir_server.access.scopes import Scopes, intersect, parse, render
 from fhir_server.auth.credentials import digest, new_identifier, new_secret, same
 from fhir_server.auth.tables import auth_client
+from fhir_server.config import origin_or_none
 from fhir_server.storage.database import Database
 
 PUBLIC = "public"
@@ -138,10 +139,7 @@ def _client_from_row(row: Any) -> Client:
 
 
 def origin_of(uri: str) -> str | None:
-    parts = urlsplit(uri)
-    if parts.scheme in ("http", "https") and parts.netloc:
-        return f"{parts.scheme}://{parts.netloc}"
-    return None
+    return origin_or_none(uri)
 
 
 class ClientRegistry:
@@ -163,9 +161,6 @@ class ClientRegistry:
         with self.db.reader.connect() as conn:
             rows = conn.execute(select(auth_client).order_by(auth_client.c.created_at)).all()
         return [_client_from_row(r) for r in rows]
-
-    def any_allows_origin(self, origin: str) -> bool:
-        return any(c.allows_origin(origin) and not c.disabled for c in self.all())
 
     def register(
         self,
@@ -214,6 +209,13 @@ class ClientRegistry:
         client_id = client_id or new_identifier(16)
         secret = new_secret(32) if client_type == SYMMETRIC else None
         cors = list(origins or [])
+        for origin in cors:
+            # An exact origin, as a browser sends it in Origin (RFC 6454 7): no path, no
+            # trailing slash, no wildcard -- those would never match, or match too much.
+            if origin_of(origin) != origin:
+                raise RegistrationError(
+                    f"--origin {origin!r} must be an origin like https://app.example.org"
+                )
         for uri in redirect_uris:
             origin = origin_of(uri)
             if origin and origin not in cors:

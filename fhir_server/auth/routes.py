@@ -35,7 +35,9 @@ from fhir_server.audit.records import AccessRecord
 from fhir_server.auth.auditing import record_token_endpoint
 from fhir_server.auth.authorize import COOKIE, AuthorizeEndpoint, Step
 from fhir_server.auth.discovery import openid_configuration, smart_configuration
+from fhir_server.auth.framing import apply_framing
 from fhir_server.auth.launch import LaunchError, check_fhir_context
+from fhir_server.auth.origins import RegisteredOrigins
 from fhir_server.auth.policy import (
     ACTIVATION_CODE_TTL,
     ACTIVATION_SCOPE,
@@ -56,7 +58,6 @@ log = logging.getLogger("selfback.auth")
 FORM = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
 
 # The style smart_style_url points at (SMART App Launch 2.2, "styling").
 SMART_STYLE = {
@@ -89,6 +90,8 @@ class AuthApp:
         self.server = SmartAuthorizationServer(self.services)
         self.authorize = AuthorizeEndpoint(self.server)
         self.services.keys.ensure()
+        # Browser origins (CORS) and frame ancestors, cached (fhir_server.auth.origins).
+        self.origins = RegisteredOrigins(repository.db, settings.frame_ancestors)
 
     def claims(self, access_token: str) -> Claims | None:
         """The claims of an active access token, for the FHIR API's access decision."""
@@ -178,7 +181,15 @@ def http_request(request: Request, pairs: list[tuple[str, str]], path: str) -> H
 
 
 async def authorize(request: Request) -> Response:
+    """The sign-in pages, with the framing rules of fhir_server.auth.framing."""
     auth = _auth(request)
+    response = await _authorize(request, auth)
+    sets = auth.origins.cached() or await run_in_threadpool(auth.origins.load)
+    framed = request.headers.get("sec-fetch-dest") == "iframe"
+    return apply_framing(response, sets.frame_ancestors, framed)
+
+
+async def _authorize(request: Request, auth: AuthApp) -> Response:
     try:
         pairs = checked(list(request.query_params.multi_items()))
         if request.method == "POST":
@@ -240,10 +251,12 @@ async def _token_endpoint(request: Request, path: str, call: Any) -> Response:
     except BadForm as exc:
         refused = oauth_error(400, "invalid_request", str(exc))
         _audit_token_endpoint(auth, path, http_request(request, [], path), refused)
-        return _with_cors(request, auth, [], refused)
+        return refused
     prepared = http_request(request, pairs, path)
+    # CORS (SAL-82: browsers of registered origins only) is the outer layer's,
+    # fhir_server/cors.py.
     response: Response = await run_in_threadpool(_answer_token_endpoint, auth, path, call, prepared)
-    return _with_cors(request, auth, pairs, response)
+    return response
 
 
 def _answer_token_endpoint(auth: AuthApp, path: str, call: Any, prepared: HttpRequest) -> Response:
@@ -280,41 +293,6 @@ def _undescribable(exc: ValueError) -> bool:
     return str(exc).startswith("Error description contains forbidden characters")
 
 
-def _with_cors(
-    request: Request, auth: AuthApp, pairs: list[tuple[str, str]], response: Response
-) -> Response:
-    """SAL-82: the token endpoint answers browsers of registered origins only."""
-    origin = request.headers.get("origin")
-    if origin and _origin_allowed(auth, origin, dict(pairs)):
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
-    return response
-
-
-def _origin_allowed(auth: AuthApp, origin: str, form: dict[str, str]) -> bool:
-    client = auth.services.clients.get(form.get("client_id"))
-    if client is not None:
-        return client.allows_origin(origin)
-    return auth.services.clients.any_allows_origin(origin)
-
-
-async def preflight(request: Request) -> Response:
-    auth = _auth(request)
-    origin = request.headers.get("origin")
-    if not origin or not await run_in_threadpool(auth.services.clients.any_allows_origin, origin):
-        return Response(status_code=403)
-    return Response(
-        status_code=204,
-        headers={
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": "POST, OPTIONS",
-            "Access-Control-Allow-Headers": "Authorization, Content-Type",
-            "Access-Control-Max-Age": "600",
-            "Vary": "Origin",
-        },
-    )
-
-
 # -- keys and discovery -------------------------------------------------------------------------
 
 
@@ -327,23 +305,19 @@ def _json(body: Any, headers: dict[str, str] | None = None, status: int = 200) -
 
 async def jwks(request: Request) -> Response:
     keys = await run_in_threadpool(_auth(request).services.keys.jwks)
-    return _json(keys, {**ANY_ORIGIN, "Cache-Control": "public, max-age=300"})
+    return _json(keys, {"Cache-Control": "public, max-age=300"})
 
 
 async def smart_style(request: Request) -> Response:
-    return _json(SMART_STYLE, {**ANY_ORIGIN, "Cache-Control": "public, max-age=3600"})
+    return _json(SMART_STYLE, {"Cache-Control": "public, max-age=3600"})
 
 
 async def smart_config(request: Request) -> Response:
-    return _json(
-        smart_configuration(fhir_base(request)), {**ANY_ORIGIN, "Cache-Control": "max-age=300"}
-    )
+    return _json(smart_configuration(fhir_base(request)), {"Cache-Control": "max-age=300"})
 
 
 async def openid_config(request: Request) -> Response:
-    return _json(
-        openid_configuration(fhir_base(request)), {**ANY_ORIGIN, "Cache-Control": "max-age=300"}
-    )
+    return _json(openid_configuration(fhir_base(request)), {"Cache-Control": "max-age=300"})
 
 
 # -- EHR launch contexts ---------------------------------------------------------------------------
@@ -600,10 +574,8 @@ def _activation_code(auth: AuthApp, claims: Claims, patient_id: str, ttl: int) -
 ROUTES = [
     Route("/auth/authorize", authorize, methods=["GET", "POST"]),
     Route("/auth/token", token, methods=["POST"]),
-    Route("/auth/token", preflight, methods=["OPTIONS"]),
     Route("/auth/introspect", introspect, methods=["POST"]),
     Route("/auth/revoke", revoke, methods=["POST"]),
-    Route("/auth/revoke", preflight, methods=["OPTIONS"]),
     Route("/auth/jwks", jwks, methods=["GET"]),
     Route("/auth/smart-style.json", smart_style, methods=["GET"]),
     Route("/auth/launch", create_launch, methods=["POST"]),
