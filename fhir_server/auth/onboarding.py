@@ -63,7 +63,8 @@ def issue(
         audit(404, f"activation code refused: Patient/{patient_id} is not known")
         return unknown
     account = services.accounts.patient_account(patient_id)
-    if reenrol and claims is not None and not _may_reenrol(services, claims, patient_id):
+    touches_account = reenrol or account is not None
+    if touches_account and claims is not None and not _may_reenrol(services, claims, patient_id):
         # The same answer as a patient that does not exist (issue 10 item 2): a clinician
         # learns nothing about patients they may not reach.
         audit(404, "re-enrolment refused: the requester may not reach the patient")
