@@ -21,7 +21,7 @@ import pytest
 
 from tests.auth.access_world import care_team, consent
 from tests.auth.conftest import CLINICIAN_PASSWORD, STANDALONE_SCOPE, SmartEnv
-from tests.auth.smart_app import Browser, bearer, sms_code
+from tests.auth.smart_app import Browser, bearer, outbox_lines, sms_code
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.db
@@ -173,8 +173,13 @@ def test_a_used_code_with_a_new_phone_is_refused_like_an_unknown_code(smart: Sma
         assert again.status_code == unknown.status_code == 400
         assert again_browser.errors == unknown_browser.errors
         assert any(UNKNOWN_CODE in e for e in again_browser.errors)
-        # The page never reached the phone step: no new phone can be given.
-        assert again_browser.press("phone", phone=unique_phone()).status_code == 400
+        # The sign-in is back at its start: a phone typed now is a returning sign-in,
+        # and a phone with no account gets no SMS -- the code gave it nothing.
+        other = unique_phone()
+        before = outbox_lines(smart.data_dir)
+        again_browser.press("phone", phone=other)
+        outbox = (smart.data_dir / "sms-outbox.jsonl").read_text().splitlines()[before:]
+        assert not any(other in line for line in outbox)
     finally:
         unknown_browser.close()
         again_browser.close()
