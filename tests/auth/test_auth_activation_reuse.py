@@ -114,11 +114,13 @@ def reads_own_record(smart: SmartEnv, token: str, patient: str) -> int:
     ).status_code
 
 
-def introspect(smart: SmartEnv, token: str) -> dict[str, Any]:
+def introspect(smart: SmartEnv, token: str, caller: str) -> dict[str, Any]:
+    """RFC 7662 as the patient app itself: ``caller`` is a valid access token of that app
+    (a client may introspect the tokens issued to it, fhir_server/auth/introspection.py)."""
     response = httpx.post(
         smart.url + "/auth/introspect",
         data={"token": token},
-        headers=bearer(smart.cached_token("ehr", "system/*.rs")),
+        headers=bearer(caller),
         timeout=60,
     )
     assert response.status_code == 200, response.text
@@ -185,7 +187,7 @@ def test_a_used_code_with_a_new_phone_is_refused_like_an_unknown_code(smart: Sma
         again_browser.close()
     assert account_of(smart, patient)["phone"] == phone  # not moved
     assert reads_own_record(smart, tokens["access_token"], patient) == 200
-    assert introspect(smart, tokens["access_token"])["active"] is True
+    assert introspect(smart, tokens["access_token"], tokens["access_token"])["active"] is True
 
 
 def test_a_used_code_with_the_same_phone_is_refused_too(smart: SmartEnv) -> None:
@@ -302,7 +304,9 @@ def test_reenrolment_moves_the_phone_and_revokes_the_old_tokens(smart: SmartEnv)
     account = account_of(smart, patient)
     assert account["phone"] == new_phone
     # The old phone's tokens: access inactive and refused, refresh refused.
-    assert introspect(smart, old["access_token"]) == {"active": False}
+    assert introspect(smart, new["access_token"], new["access_token"])["active"] is True
+    assert introspect(smart, old["access_token"], new["access_token"]) == {"active": False}
+    assert introspect(smart, old["refresh_token"], new["access_token"]) == {"active": False}
     assert reads_own_record(smart, old["access_token"], patient) == 401
     refreshed = smart.apps["patient"].refresh(smart.token_url, old["refresh_token"])
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
