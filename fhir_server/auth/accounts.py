@@ -9,7 +9,10 @@ Practitioners and administrators may enrol a TOTP second factor from the CLI
 (fhir_server/auth/totp.py); the store keeps its secret and the last time step accepted.
 
 An activation code is created for a Patient by a clinician, an EHR backend client or the
-CLI; it is single use and expires (issue 4 item 5). Only its digest is stored.
+CLI; it is single use and expires (issue 4 item 5). Only its digest is stored. Issue 10
+item 5: a new code voids the patient's unused ones; a plain code only creates an account,
+never moves one; a clinician's re-enrolment code may put an existing account on a new
+phone, and then the old phone's grants are revoked in the same transaction.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from fhir_server.auth.credentials import (
     normalise_activation_code,
     verify_password,
 )
-from fhir_server.auth.tables import auth_account, auth_activation_code
+from fhir_server.auth.tables import auth_account, auth_activation_code, auth_grant
 from fhir_server.auth.totp import new_secret as new_totp_secret
 from fhir_server.storage.database import Database
 
@@ -248,16 +251,33 @@ class Accounts:
 
     # -- activation codes -----------------------------------------------------------------------
 
-    def create_activation_code(
-        self, patient_id: str, *, created_by: str, ttl: int, now: int | None = None
-    ) -> tuple[str, int]:
-        """A new activation code for Patient/``patient_id``; returns (code, expires_at)."""
+    def issue_activation_code(
+        self,
+        patient_id: str,
+        *,
+        created_by: str,
+        ttl: int,
+        reenrol: bool = False,
+        now: int | None = None,
+    ) -> IssuedCode:
+        """A new activation code for Patient/``patient_id``. In the same transaction every
+        unused code of that patient is voided: the newest code is the only one that works,
+        so a code handed out earlier (a lost letter, an old SMS) is dead the moment a
+        clinician issues another (issue 10 item 5). ``reenrol`` marks a code a clinician
+        issued to move the patient's existing account to a new phone; a plain code never
+        moves an account (:meth:`complete_onboarding`)."""
         now = int(time.time()) if now is None else now
         code = new_activation_code()
         expires_at = now + ttl
+        t = auth_activation_code
         with self.db.writer.begin() as conn:
+            voided = conn.execute(
+                update(t)
+                .where(t.c.patient_id == patient_id, t.c.used_at.is_(None), t.c.voided_at.is_(None))
+                .values(voided_at=now)
+            ).rowcount
             conn.execute(
-                insert(auth_activation_code).values(
+                insert(t).values(
                     code_hash=digest(code),
                     patient_id=patient_id,
                     created_by=created_by[:255],
@@ -265,47 +285,101 @@ class Accounts:
                     expires_at=expires_at,
                     used_at=None,
                     account_id=None,
+                    reenrol=reenrol,
+                    voided_at=None,
                 )
             )
-        return code, expires_at
+        return IssuedCode(code, expires_at, int(voided or 0), reenrol)
+
+    def create_activation_code(
+        self, patient_id: str, *, created_by: str, ttl: int, now: int | None = None
+    ) -> tuple[str, int]:
+        """A new plain activation code (voiding the patient's unused ones); (code, expires_at)."""
+        issued = self.issue_activation_code(patient_id, created_by=created_by, ttl=ttl, now=now)
+        return issued.code, issued.expires_at
+
+    def patient_account(self, patient_id: str) -> Account | None:
+        """The patient account linked to Patient/``patient_id``, if any."""
+        return self._one(
+            (auth_account.c.fhir_user == f"Patient/{patient_id}") & (auth_account.c.role == PATIENT)
+        )
 
     def peek_activation_code(self, typed: str, now: int | None = None) -> tuple[str, str] | None:
-        """(code digest, patient id) for a valid, unused code; nothing is consumed yet."""
+        """(code digest, patient id) for a code that may be redeemed now; nothing is consumed
+        yet. None -- the answer for a code that never existed -- for a code used, voided
+        or expired, for a plain code of a patient who already has an account (only a
+        clinician's re-enrolment code may touch an existing account) and for any code of
+        a patient whose account is disabled."""
         now = int(time.time()) if now is None else now
         code_hash = digest(normalise_activation_code(typed))
-        t = auth_activation_code
+        t, a = auth_activation_code, auth_account
         with self.db.reader.connect() as conn:
             row = conn.execute(
-                select(t.c.patient_id).where(
-                    t.c.code_hash == code_hash, t.c.used_at.is_(None), t.c.expires_at > now
+                select(t.c.patient_id, t.c.reenrol).where(
+                    t.c.code_hash == code_hash,
+                    t.c.used_at.is_(None),
+                    t.c.voided_at.is_(None),
+                    t.c.expires_at > now,
                 )
             ).first()
-        return (code_hash, row.patient_id) if row else None
+            if row is None:
+                return None
+            account = conn.execute(
+                select(a.c.disabled).where(
+                    a.c.fhir_user == f"Patient/{row.patient_id}", a.c.role == PATIENT
+                )
+            ).first()
+        if account is not None and (account.disabled or not row.reenrol):
+            return None
+        return code_hash, row.patient_id
 
     def complete_onboarding(
         self, *, code_hash: str, patient_id: str, phone: str, now: int | None = None
-    ) -> Account:
-        """Consume the activation code and create (or re-link) the patient's account, in
-        one transaction. A patient who activates again with a new phone keeps one account,
-        now on the new phone. A phone already used by another patient is refused."""
+    ) -> Onboarded:
+        """Consume the activation code and create the patient's account -- or, for a
+        clinician's re-enrolment code, put the existing account on ``phone`` -- in one
+        transaction. When the phone changes, every grant the account holds is revoked in
+        that transaction (the old phone's access and refresh tokens die with it).
+
+        Refused (AccountError, nothing written): ``phone-taken`` when another patient's
+        account has the phone; ``activation-invalid`` when the code is no longer
+        redeemable (used -- even a moment ago by a racing sign-in --, voided, expired),
+        when it is a plain code and the patient has an account by now, or when that
+        account is disabled. Callers answer ``activation-invalid`` exactly as an unknown
+        code."""
         now = int(time.time()) if now is None else now
         fhir_user = f"Patient/{patient_id}"
-        a, t = auth_account, auth_activation_code
+        a, t, g = auth_account, auth_activation_code, auth_grant
         with self.db.writer.begin() as conn:
             on_phone = conn.execute(select(a).where(a.c.phone == phone)).first()
             if on_phone is not None and on_phone.fhir_user != fhir_user:
                 raise AccountError("phone-taken")
+            code = conn.execute(
+                select(t.c.reenrol, t.c.patient_id).where(t.c.code_hash == code_hash)
+            ).first()
+            if code is None or code.patient_id != patient_id:
+                raise AccountError("activation-invalid")
             mine = conn.execute(
                 select(a).where(a.c.fhir_user == fhir_user, a.c.role == PATIENT)
             ).first()
+            if mine is not None and (mine.disabled or not code.reenrol):
+                raise AccountError("activation-invalid")
             account_id = mine.account_id if mine is not None else new_identifier(12)
             claimed = conn.execute(
                 update(t)
-                .where(t.c.code_hash == code_hash, t.c.used_at.is_(None), t.c.expires_at > now)
+                .where(
+                    t.c.code_hash == code_hash,
+                    t.c.used_at.is_(None),
+                    t.c.voided_at.is_(None),
+                    t.c.expires_at > now,
+                )
                 .values(used_at=now, account_id=account_id)
             )
             if claimed.rowcount != 1:
-                raise AccountError("activation-used")
+                raise AccountError("activation-invalid")
+            old_phone = mine.phone if mine is not None else None
+            moved = mine is not None and old_phone != phone
+            revoked = 0
             if mine is None:
                 conn.execute(
                     insert(a).values(
@@ -319,15 +393,49 @@ class Accounts:
                         disabled=False,
                     )
                 )
-            else:
-                conn.execute(
-                    update(a)
-                    .where(a.c.account_id == account_id)
-                    .values(phone=phone, disabled=False)
-                )
+            elif moved:
+                conn.execute(update(a).where(a.c.account_id == account_id).values(phone=phone))
+                revoked = conn.execute(
+                    update(g)
+                    .where(g.c.subject == account_id, g.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                ).rowcount
         account = self.get(account_id)
         assert account is not None
-        return account
+        return Onboarded(
+            account=account,
+            created=mine is None,
+            reenrolled=mine is not None,
+            phone_changed=moved,
+            grants_revoked=int(revoked or 0),
+        )
 
 
-__all__ = ["ROLES", "Account", "AccountError", "Accounts", "normalise_phone"]
+@dataclass(frozen=True, slots=True)
+class IssuedCode:
+    code: str  # shown once to whoever asked; only its digest is stored
+    expires_at: int
+    voided: int  # unused codes of the same patient voided by this one
+    reenrol: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Onboarded:
+    """What redeeming an activation code did."""
+
+    account: Account
+    created: bool  # a new account
+    reenrolled: bool  # an existing account, through a clinician's re-enrolment code
+    phone_changed: bool  # ... now on another phone
+    grants_revoked: int  # grants (with their access and refresh tokens) of the old phone
+
+
+__all__ = [
+    "ROLES",
+    "Account",
+    "AccountError",
+    "Accounts",
+    "IssuedCode",
+    "Onboarded",
+    "normalise_phone",
+]

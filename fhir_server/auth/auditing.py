@@ -162,3 +162,32 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def record_activation(
+    audit: AuditSink,
+    *,
+    status: int,
+    reason: str,
+    patient_id: str | None,
+    client_ip: str | None,
+    client_id: str | None = None,
+    who: Claims | None = None,
+) -> None:
+    """One step in an activation code's life (issued, voided, used, refused, re-enrolled,
+    tokens revoked), as an ``activation-code`` event naming the patient. The reason never
+    holds the code or a phone number (issue 10 item 5)."""
+    audit.record(
+        AccessRecord(
+            action="activation-code",
+            outcome=status,
+            at_us=now_us(),
+            claims=who,
+            client_id=client_id if client_id is not None else (who.client_id if who else None),
+            resource_type="Patient" if patient_id else None,
+            resource_id=patient_id,
+            patient_ids=(patient_id,) if patient_id else (),
+            client_ip=client_ip,
+            reason=reason,
+        )
+    )

@@ -44,12 +44,13 @@ from fhir_server.access.scopes import (
     render,
 )
 from fhir_server.auth import pages
-from fhir_server.auth.accounts import Account, AccountError, normalise_phone
+from fhir_server.auth.accounts import Account, normalise_phone
 from fhir_server.auth.auditing import person, record_login
 from fhir_server.auth.credentials import digest, new_secret, same
 from fhir_server.auth.grants import Approval
 from fhir_server.auth.login import Login, mask_phone
 from fhir_server.auth.messages import LOCALES, pick_locale, text
+from fhir_server.auth.onboarding import record_onboarding
 from fhir_server.auth.policy import LOGIN_FLOW_TTL, ROLE_SCOPES
 from fhir_server.auth.server import HttpRequest, SmartAuthorizationServer
 from fhir_server.auth.tables import auth_login_flow
@@ -341,18 +342,22 @@ class AuthorizeEndpoint:
         phone = flow.state["phone"]
         account: Account | None
         if flow.state.get("mode") == "onboarding":
-            try:
-                account = self.services.accounts.complete_onboarding(
-                    code_hash=flow.state["activation_hash"],
-                    patient_id=flow.state["patient_id"],
-                    phone=phone,
-                )
-            except AccountError as exc:
-                key = "error_phone_taken" if str(exc) == "phone-taken" else "error_activation_used"
+            # Redeeming the code, its refusals and a re-enrolment's revocations:
+            # fhir_server/auth/login.py, accounts.py, onboarding.py (issue 10 item 5).
+            done = self.login.complete_onboarding(request.client_ip, flow.key, flow.state)
+            record_onboarding(
+                self.services.audit,
+                request,
+                flow.params.get("client_id"),
+                flow.state["patient_id"],
+                done,
+            )
+            if isinstance(done, str):
                 flow.state["step"] = "start"
                 self.flows.save(flow)
-                self._audit_login(request, flow, 400, f"activation refused ({key})")
-                return html(self._render(flow, key), status=400)
+                self._audit_login(request, flow, 400, f"activation refused ({done})")
+                return html(self._render(flow, done), status=400)
+            account = done.account
             log.info("patient account %s activated for %s", account.account_id, account.fhir_user)
         else:
             account = self.services.accounts.by_phone(phone)

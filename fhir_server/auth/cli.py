@@ -9,7 +9,7 @@ Wired into ``selfback`` by :func:`register_cli`; every command prints one JSON o
         --jwks-url https://ehr.example/jwks.json --scope "system/*.rs __ehr-launch"
     selfback client list | show ID | disable ID | enable ID | set-keys ID --jwks-file F
     selfback keys rotate | list
-    selfback activation-code PATIENT_ID [--valid-hours 72]
+    selfback activation-code PATIENT_ID [--valid-hours 72] [--reenrol]
     selfback account create --role practitioner --username anna --fhir-user Practitioner/7
         (password from $SELFBACK_NEW_PASSWORD, else one line on stdin)
     selfback account list | disable ID
@@ -99,6 +99,12 @@ def register_cli(subparsers: Any) -> None:
     _common(code)
     code.add_argument("patient_id")
     code.add_argument("--valid-hours", type=int, default=14 * 24)
+    code.add_argument(
+        "--reenrol",
+        action="store_true",
+        help="the patient has an account: let this code move it to a new phone "
+        "(the old phone's tokens are revoked when it does)",
+    )
     code.set_defaults(auth_command=_activation_code)
 
     account = _group(subparsers, "account", "clinician and administrator accounts")
@@ -286,22 +292,55 @@ def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
 def _activation_code(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
+    from fhir_server.auth import onboarding
+
     if not 1 <= args.valid_hours <= 720:
         return _fail("--valid-hours must be between 1 and 720")
     services = _open(settings)
-    if not services.patient_exists(args.patient_id):
-        return _fail(f"Patient/{args.patient_id} is not known")
-    code, expires_at = services.accounts.create_activation_code(
-        args.patient_id, created_by="cli", ttl=args.valid_hours * 3600
-    )
+    trail = _audit_trail(settings, services)
+    try:
+        issued = onboarding.issue(
+            services,
+            None,
+            args.patient_id,
+            ttl=args.valid_hours * 3600,
+            reenrol=args.reenrol,
+            client_ip=None,
+        )
+    finally:
+        if trail is not None:
+            trail.flush()  # the CLI's steps are in the trail like the server's
+    if isinstance(issued, onboarding.Refusal):
+        message = issued.text.replace("(parameter reenrol = true)", "(--reenrol)")
+        return _fail(message)
     _emit(
         {
             "patient": f"Patient/{args.patient_id}",
-            "code": code,
-            "expires": datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "code": issued.code,
+            "expires": datetime.fromtimestamp(issued.expires_at, UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "reenrol": issued.reenrol,
+            "voided": issued.voided,
         }
     )
     return 0
+
+
+def _audit_trail(settings: Settings, services: Any) -> Any:
+    """The audit trail, written synchronously (flush) before the command exits; None when
+    the installation runs without one (SELFBACK_AUDIT=0)."""
+    import socket
+
+    from fhir_server.audit import AuditTrail, ServerIdentity
+
+    if not settings.audit:
+        return None
+    trail = AuditTrail(
+        services.repository, ServerIdentity(site=settings.base_url or socket.gethostname())
+    )
+    services.audit = trail
+    return trail
 
 
 def _account_create(args: argparse.Namespace, settings: Settings) -> int:

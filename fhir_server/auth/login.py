@@ -26,7 +26,7 @@ import logging
 import time
 from typing import Any
 
-from fhir_server.auth.accounts import Account
+from fhir_server.auth.accounts import Account, AccountError, Onboarded
 from fhir_server.auth.credentials import keyed_digest, new_secret, new_sms_code, same
 from fhir_server.auth.messages import text
 from fhir_server.auth.policy import SMS_CODE_TTL
@@ -68,6 +68,27 @@ class Login:
         state["activation_hash"], state["patient_id"] = found
         state["mode"] = "onboarding"
         return None
+
+    def complete_onboarding(self, ip: str, flow_key: str, state: dict[str, Any]) -> Onboarded | str:
+        """Redeem the sign-in's activation code for the phone just proven by SMS. A code
+        that stopped being redeemable since the first step (a racing sign-in used it, a
+        newer code voided it, the patient got an account meanwhile) is answered as an
+        unknown code and counts against the sign-in and the IP like one (issue 10 item 5)."""
+        try:
+            done = self.services.accounts.complete_onboarding(
+                code_hash=state["activation_hash"],
+                patient_id=state["patient_id"],
+                phone=state["phone"],
+            )
+        except AccountError as exc:
+            if str(exc) == "phone-taken":
+                return "error_phone_taken"
+            self.counts.record(f"login-fail:ip:{ip}")
+            self.counts.record(f"activation-fail:flow:{flow_key}")
+            return "error_activation_invalid"
+        if done.grants_revoked:
+            self.services.tokens.forget_claims()  # the old phone's tokens fail from now on
+        return done
 
     # -- SMS codes ------------------------------------------------------------------------
 

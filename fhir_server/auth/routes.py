@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from fhir_server.access.claims import Claims
 from fhir_server.audit.records import AccessRecord
+from fhir_server.auth import onboarding
 from fhir_server.auth.auditing import record_token_endpoint
 from fhir_server.auth.authorize import COOKIE, AuthorizeEndpoint, Step
 from fhir_server.auth.discovery import openid_configuration, smart_configuration
@@ -515,10 +516,10 @@ async def activation_code(request: Request) -> Response:
             f'Bearer error="insufficient_scope", scope="{ACTIVATION_SCOPE}"'
         )
         return _outcome(problem)
-    ttl = ACTIVATION_CODE_TTL
+    ttl, reenrol = ACTIVATION_CODE_TTL, False
     if request.headers.get("content-length") not in (None, "0"):
         try:
-            ttl = _validity(await _json_or_form(request))
+            ttl, reenrol = _activation_parameters(await _json_or_form(request))
         except (BadForm, FhirError) as exc:
             problem = exc if isinstance(exc, FhirError) else fhir_error(400, "invalid", str(exc))
             audit(problem.status, claims, "; ".join(i.diagnostics for i in problem.issues))
@@ -526,44 +527,63 @@ async def activation_code(request: Request) -> Response:
     if target is None:
         audit(404, claims, "not a valid Patient id")
         return _outcome(fhir_error(404, "not-found", "No Patient has that id"))
-    response: Response = await run_in_threadpool(_activation_code, auth, claims, patient_id, ttl)
-    reason = (
-        f"activation code issued, valid {ttl // 3600} h"
-        if response.status_code < 400
-        else f"Patient/{patient_id} is not known"
+    # Issuing, voiding, refusing and their audit events: fhir_server/auth/onboarding.py.
+    return await run_in_threadpool(
+        _activation_code, auth, claims, patient_id, ttl, reenrol, client_ip(request)
     )
-    audit(response.status_code, claims, reason)
-    return response
 
 
-def _validity(body: dict[str, Any]) -> int:
-    """Parameters.parameter[name=validityHours].valueInteger: 1..720 hours."""
-    for parameter in body.get("parameter") or []:
-        if isinstance(parameter, dict) and parameter.get("name") == "validityHours":
+def _activation_parameters(body: dict[str, Any]) -> tuple[int, bool]:
+    """Parameters.parameter: validityHours (valueInteger, 1..720 hours) and reenrol
+    (valueBoolean: move the patient's existing account to the phone the code is redeemed
+    with -- issue 10 item 5)."""
+    ttl, reenrol = ACTIVATION_CODE_TTL, False
+    parameters = body.get("parameter") or []
+    if not isinstance(parameters, list):
+        raise fhir_error(400, "invalid", "parameter must be a list")
+    for parameter in parameters:
+        if not isinstance(parameter, dict):
+            continue
+        if parameter.get("name") == "validityHours":
             hours = parameter.get("valueInteger")
-            if not isinstance(hours, int) or not 1 <= hours <= 720:
+            if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= 720:
                 raise fhir_error(400, "invalid", "validityHours must be an integer from 1 to 720")
-            return hours * 3600
-    return ACTIVATION_CODE_TTL
+            ttl = hours * 3600
+        elif parameter.get("name") == "reenrol":
+            value = parameter.get("valueBoolean")
+            if not isinstance(value, bool):
+                raise fhir_error(400, "invalid", "reenrol must be a valueBoolean")
+            reenrol = value
+    return ttl, reenrol
 
 
-def _activation_code(auth: AuthApp, claims: Claims, patient_id: str, ttl: int) -> Response:
+def _activation_code(
+    auth: AuthApp,
+    claims: Claims,
+    patient_id: str,
+    ttl: int,
+    reenrol: bool,
+    address: str | None,
+) -> Response:
     from datetime import UTC, datetime
 
-    if not auth.services.patient_exists(patient_id):
-        return _outcome(fhir_error(404, "not-found", f"Patient/{patient_id} is not known"))
-    creator = claims.fhir_user or f"client:{claims.client_id}"
-    code, expires_at = auth.services.accounts.create_activation_code(
-        patient_id, created_by=creator, ttl=ttl
+    issued = onboarding.issue(
+        auth.services, claims, patient_id, ttl=ttl, reenrol=reenrol, client_ip=address
     )
-    log.info("activation code for Patient/%s by %s", patient_id, creator)
-    expires = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(issued, onboarding.Refusal):
+        return _outcome(fhir_error(issued.status, issued.code, issued.text))
+    log.info(
+        "activation code for Patient/%s by %s", patient_id, claims.fhir_user or claims.client_id
+    )
+    expires = datetime.fromtimestamp(issued.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     parameters = {
         "resourceType": "Parameters",
         "parameter": [
-            {"name": "code", "valueString": code},
+            {"name": "code", "valueString": issued.code},
             {"name": "expires", "valueInstant": expires},
             {"name": "patient", "valueReference": {"reference": f"Patient/{patient_id}"}},
+            {"name": "reenrol", "valueBoolean": issued.reenrol},
+            {"name": "voided", "valueInteger": issued.voided},
         ],
     }
     return Response(orjson.dumps(parameters), media_type="application/fhir+json", headers=NO_STORE)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from fhir_server.storage.schema import PK, metadata
@@ -89,6 +90,12 @@ auth_activation_code = Table(
     Column("expires_at", TIME, nullable=False),
     Column("used_at", TIME, nullable=True),
     Column("account_id", ID, nullable=True),
+    # Migration 0008 (issue 10 item 5): a code a clinician issued to move an existing
+    # account to a new phone (re-enrolment), and when a newer code for the same patient
+    # voided it. A code is redeemable only while used_at and voided_at are both NULL.
+    Column("reenrol", Boolean, nullable=False, default=False, server_default=false()),
+    Column("voided_at", TIME, nullable=True),
+    Index("ix_auth_activation_code_patient", "patient_id"),
 )
 
 auth_login_flow = Table(

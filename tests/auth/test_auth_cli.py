@@ -177,7 +177,8 @@ def test_activation_code_operation_needs_the_scope(smart: SmartEnv) -> None:
     )
     assert good.status_code == 200 and good.headers["cache-control"] == "no-store"
     names = {p["name"] for p in good.json()["parameter"]}
-    assert names == {"code", "expires", "patient"}
+    # reenrol and voided: issue 10 item 5 (tests/auth/test_auth_activation_reuse.py)
+    assert names == {"code", "expires", "patient", "reenrol", "voided"}
 
 
 def test_disabling_an_account_ends_its_tokens(smart: SmartEnv) -> None:
