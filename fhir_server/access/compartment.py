@@ -14,6 +14,15 @@ from fhir_server.search.compartments import compartments
 
 _PATIENT = compartments()["Patient"]
 
+# [D] Types in no R4 patient compartment that are nevertheless a patient's data, with the
+# parameter naming the patient. Task: R4 leaves it out of CompartmentDefinition/patient,
+# yet Task.for names the patient and a safety-alert Task carries their name, identifier
+# and phone (BRIEF "Shared contract: safety alerts") -- outside the compartment any
+# user/ token with Task in scope would read every patient's alerts (issue 10 item 2).
+# Access only: a compartment search ``Patient/p/Task`` stays as R4 defines it (empty).
+ACCESS_ONLY: dict[str, tuple[str, ...]] = {"Task": ("subject",)}
+
 PATIENT_COMPARTMENT: dict[str, tuple[str, ...]] = {
-    rtype: _PATIENT.params_for(rtype) for rtype in _PATIENT.types if _PATIENT.params_for(rtype)
+    **{rtype: _PATIENT.params_for(rtype) for rtype in _PATIENT.types if _PATIENT.params_for(rtype)},
+    **ACCESS_ONLY,
 }

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from fhir_server.access.claims import ADMIN, PATIENT, PRACTITIONER, Claims
-from fhir_server.access.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.compartment import ACCESS_ONLY, PATIENT_COMPARTMENT
 from fhir_server.access.scopes import ResourceScope
 from fhir_server.search import extract_index_rows
 from fhir_server.search.query import ONLY_PATIENTS
@@ -378,6 +378,10 @@ def _patient_instance(
         if resource.get("id") != patient:
             return Deny(404, "only the patient's own Patient record is visible")
         return _clinician_consents(claims, patient, resource, consent)
+    if resource_type in ACCESS_ONLY and interaction in WRITES and claims.role == PATIENT:
+        # Task joined the patient's data for reading (access.compartment.ACCESS_ONLY);
+        # a patient app still writes none (issue 10 item 4: the clinician's work list).
+        return Deny(403, f"patient scopes cannot write {resource_type}")
     if resource_type in PATIENT_COMPARTMENT:
         patients = compartment_patients(resource)
         # Every compartment the resource is in must be this patient's: one that also
