@@ -161,6 +161,8 @@ class Consent(Protocol):
 
     def addressees(self, user: str) -> Collection[str]: ...
 
+    def reaches(self, user: str, patient_id: str) -> bool: ...
+
 
 class NoConsent:
     """The policy when no Consent is known: no clinician sees any patient's data."""
@@ -175,6 +177,34 @@ class NoConsent:
 
     def addressees(self, user: str) -> Collection[str]:
         return ()
+
+    def reaches(self, user: str, patient_id: str) -> bool:
+        return False
+
+
+def decide_launch(
+    role: str | None, fhir_user: str | None, patient_id: str, consent: Consent | None = None
+) -> Allow | Deny:
+    """May a person of ``role`` signed in as ``fhir_user`` be given ``patient_id`` as the
+    launch context of a token (a clinician's pick on the consent page, an EHR launch)?
+
+    Asked by the authorize step (fhir_server.auth.authorize through access.lookups) with
+    the same Consent facts every later request of the token is decided on: a patient
+    only itself; an admin anyone; a practitioner only a patient whose Consent permits
+    them something now (and whose active CareTeam names them when the installation asks
+    for that link -- SEC-02, issue 10 item 2). The caller answers a Deny exactly as an
+    unknown id, so the consent page reveals no ids."""
+    if role == ADMIN:
+        return Allow("admins are not confined to consenting patients")
+    if role == PATIENT:
+        if fhir_user == f"Patient/{patient_id}":
+            return Allow("the patient themself")
+        return Deny(404, "a patient is only their own launch context")
+    if role == PRACTITIONER and fhir_user:
+        if (consent or NoConsent()).reaches(fhir_user, patient_id):
+            return Allow(f"Patient/{patient_id}'s Consent permits {fhir_user}")
+        return Deny(404, f"no active Consent (and CareTeam link) lets {fhir_user} reach them")
+    return Deny(404, "no person to decide for")
 
 
 def decide(
