@@ -682,6 +682,24 @@ def micro_bench(db: c.BenchDatabase, setup: dict[str, Any], args: argparse.Names
             store.forget_claims()
             return store.claims(token)
 
+        clinician, fresh_grants, cross = _clinician_case()
+        grants_now = fresh_grants()
+        # the figures are of the right answers: p1's data allowed, p1+p2's refused
+        assert (
+            type(decide(clinician, "read", "Observation", observation, consent=grants_now)).__name__
+            == "Allow"
+        )
+        assert (
+            type(decide(clinician, "read", "Observation", cross, consent=grants_now)).__name__
+            == "Deny"
+        )
+        from fhir_server.access.decision import decide_launch
+        from fhir_server.access.lookups import lookup_consents
+        from fhir_server.config import Settings
+
+        settings = Settings.from_env()
+        repository = Repository(database)
+
         results = {
             "claims() cache hit": per_call(lambda: store.claims(token), n),
             "claims() cache miss (database)": per_call(forget_then_claims, max(1, n // 10)),
@@ -690,6 +708,25 @@ def micro_bench(db: c.BenchDatabase, setup: dict[str, Any], args: argparse.Names
             ),  # type: ignore[arg-type]
             "decide(read) patient/*.rs (compartment)": per_call(
                 lambda: decide(patient_app, "read", "Observation", observation), n
+            ),
+            "decide(read) practitioner user/*.rs (Consent + CareTeam)": per_call(
+                lambda: decide(clinician, "read", "Observation", observation, consent=grants_now),
+                n,
+            ),
+            "decide(read) practitioner, Observation in 2 compartments": per_call(
+                lambda: decide(clinician, "read", "Observation", cross, consent=grants_now), n
+            ),
+            # a fresh ConsentGrants per call, as per request (its per-type cache cold)
+            "grants() + decide(search-type) practitioner user/*.rs (Filter)": per_call(
+                lambda: decide(clinician, "search-type", "Observation", [], consent=fresh_grants()),
+                n,
+            ),
+            "decide_launch() practitioner (authorize step)": per_call(
+                lambda: decide_launch("practitioner", "Practitioner/d1", "p1", grants_now), n
+            ),
+            "lookup_consents() (database, once per practitioner request)": per_call(
+                lambda: lookup_consents(repository, settings, "Practitioner/d1"),
+                max(1, n // 10),
             ),
             "AuditTrail.record()": per_call(lambda: trail.record(record), n),
             "AuditTrail write (batches of 500), per AuditEvent": write_cost(
@@ -716,6 +753,55 @@ def micro_bench(db: c.BenchDatabase, setup: dict[str, Any], args: argparse.Names
             ).decode(),
             flush=True,
         )
+
+
+def _clinician_case() -> tuple[Any, Any, dict[str, Any]]:  # noqa: D401
+    """A practitioner token (user/*.rs), the ConsentGrants a request of theirs is decided
+    on (an active permit from p1, a CareTeam link to p1), and an Observation in p1's and
+    p2's compartments (subject p1, performer p2: refused, p2 has not consented)."""
+    from fhir_server.access.claims import PRACTITIONER, Claims
+    from fhir_server.access.consent import grants
+    from fhir_server.access.scopes import parse
+    from fhir_server.versioning import now_us
+
+    user = "Practitioner/d1"
+    clinician = Claims(
+        client_id="app",
+        scopes=parse("user/*.rs"),
+        subject="s",
+        role=PRACTITIONER,
+        fhir_user=user,
+    )
+    consent = {
+        "resourceType": "Consent",
+        "id": "c1",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/p1"},
+        "dateTime": "2026-01-01T00:00:00Z",
+        "provision": {"type": "permit", "actor": [{"reference": {"reference": user}}]},
+    }
+
+    def fresh_grants() -> Any:
+        return grants(user, [consent], [user], now_us(), linked=["p1"])
+
+    cross = {
+        "resourceType": "Observation",
+        "id": "o2",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "55423-8"}]},
+        "subject": {"reference": "Patient/p1"},
+        "performer": [{"reference": "Patient/p2"}],
+    }
+    return clinician, fresh_grants, cross
 
 
 def write_cost(repository: Any, record: Any, n: int) -> float:

@@ -19,7 +19,7 @@ _PATIENT = compartments()["Patient"]
 # referral Tasks (Task.for). Outside every compartment they would be open to any
 # clinician's user/ scopes and closed to the patient (issue 11 item 5: the patient reads
 # the explanation of its own plan). Access only; compartment *search* keeps R4's list.
-PROGRAMME_COMPARTMENT: dict[str, tuple[str, ...]] = {
+ACCESS_ONLY: dict[str, tuple[str, ...]] = {
     "GuidanceResponse": ("subject",),
     "Task": ("subject",),
 }
@@ -30,5 +30,5 @@ PATIENT_COMPARTMENT: dict[str, tuple[str, ...]] = {
         for rtype in _PATIENT.types
         if _PATIENT.params_for(rtype)
     },
-    **PROGRAMME_COMPARTMENT,
+    **ACCESS_ONLY,
 }

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from fhir_server.access.claims import ADMIN, PATIENT, PRACTITIONER, Claims
-from fhir_server.access.compartment import PATIENT_COMPARTMENT
+from fhir_server.access.compartment import ACCESS_ONLY, PATIENT_COMPARTMENT
 from fhir_server.access.scopes import ResourceScope
 from fhir_server.search import extract_index_rows
 from fhir_server.search.query import ONLY_PATIENTS
@@ -161,6 +161,8 @@ class Consent(Protocol):
 
     def addressees(self, user: str) -> Collection[str]: ...
 
+    def reaches(self, user: str, patient_id: str) -> bool: ...
+
 
 class NoConsent:
     """The policy when no Consent is known: no clinician sees any patient's data."""
@@ -175,6 +177,34 @@ class NoConsent:
 
     def addressees(self, user: str) -> Collection[str]:
         return ()
+
+    def reaches(self, user: str, patient_id: str) -> bool:
+        return False
+
+
+def decide_launch(
+    role: str | None, fhir_user: str | None, patient_id: str, consent: Consent | None = None
+) -> Allow | Deny:
+    """May a person of ``role`` signed in as ``fhir_user`` be given ``patient_id`` as the
+    launch context of a token (a clinician's pick on the consent page, an EHR launch)?
+
+    Asked by the authorize step (fhir_server.auth.authorize through access.lookups) with
+    the same Consent facts every later request of the token is decided on: a patient
+    only itself; an admin anyone; a practitioner only a patient whose Consent permits
+    them something now (and whose active CareTeam names them when the installation asks
+    for that link -- SEC-02, issue 10 item 2). The caller answers a Deny exactly as an
+    unknown id, so the consent page reveals no ids."""
+    if role == ADMIN:
+        return Allow("admins are not confined to consenting patients")
+    if role == PATIENT:
+        if fhir_user == f"Patient/{patient_id}":
+            return Allow("the patient themself")
+        return Deny(404, "a patient is only their own launch context")
+    if role == PRACTITIONER and fhir_user:
+        if (consent or NoConsent()).reaches(fhir_user, patient_id):
+            return Allow(f"Patient/{patient_id}'s Consent permits {fhir_user}")
+        return Deny(404, f"no active Consent (and CareTeam link) lets {fhir_user} reach them")
+    return Deny(404, "no person to decide for")
 
 
 def decide(
@@ -378,6 +408,10 @@ def _patient_instance(
         if resource.get("id") != patient:
             return Deny(404, "only the patient's own Patient record is visible")
         return _clinician_consents(claims, patient, resource, consent)
+    if resource_type in ACCESS_ONLY and interaction in WRITES and claims.role == PATIENT:
+        # Task joined the patient's data for reading (access.compartment.ACCESS_ONLY);
+        # a patient app still writes none (issue 10 item 4: the clinician's work list).
+        return Deny(403, f"patient scopes cannot write {resource_type}")
     if resource_type in PATIENT_COMPARTMENT:
         patients = compartment_patients(resource)
         # Every compartment the resource is in must be this patient's: one that also

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from fhir_server.access.claims import ADMIN, PATIENT, PRACTITIONER
+from fhir_server.access.claims import PRACTITIONER
 from fhir_server.access.consent import (
     ConsentGrants,
     care_team_patients,
@@ -25,6 +25,7 @@ from fhir_server.access.consent import (
     reaches,
     roles_of,
 )
+from fhir_server.access.decision import Allow, decide_launch
 from fhir_server.config import Settings
 from fhir_server.search import parse_search
 from fhir_server.storage.repository import Repository
@@ -43,17 +44,15 @@ def may_reach_patient(
     patient_id: str,
 ) -> bool:
     """May a person of ``role`` signed in as ``fhir_user`` be given ``patient_id`` as their
-    launch context (a clinician's pick, an EHR launch)? A patient only itself; an admin
-    any; a practitioner only a patient whose Consent permits them (and, when the
-    installation asks, whose active CareTeam names them) -- the rule every request of the
-    token is then held to (fhir_server.access.decision)."""
-    if role == ADMIN:
-        return True
-    if role == PATIENT:
-        return fhir_user == f"Patient/{patient_id}"
-    if role == PRACTITIONER and fhir_user:
-        return lookup_consents(repository, settings, fhir_user).reaches(fhir_user, patient_id)
-    return False
+    launch context (a clinician's pick, an EHR launch)? The stored facts are looked up
+    here; the answer is the access decision's (fhir_server.access.decision.decide_launch),
+    on the same Consent facts every request of the token is then decided on."""
+    consent = (
+        lookup_consents(repository, settings, fhir_user)
+        if role == PRACTITIONER and fhir_user
+        else None
+    )
+    return isinstance(decide_launch(role, fhir_user, patient_id, consent), Allow)
 
 
 def lookup_consents(
