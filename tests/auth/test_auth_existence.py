@@ -243,16 +243,24 @@ def test_read_vread_history_patch_of_deletions_cannot_be_told_apart(
 
 def test_own_deletion_answers_410(world: World, http: httpx.Client) -> None:
     headers = world.as_("patient-v2-cruds")
-    own = world.create(body_for("Goal", world.a))
-    assert http.delete(f"{world.fhir}/Goal/{own}", headers=headers).status_code == 204
-    assert http.get(f"{world.fhir}/Goal/{own}", headers=headers).status_code == 410
-    assert http.get(f"{world.fhir}/Goal/{own}/_history/2", headers=headers).status_code == 410
-    assert http.get(f"{world.fhir}/Goal/{own}/_history/1", headers=headers).status_code == 200
+    # An activity Observation: what a patient may delete (a Goal is the clinician's or
+    # the engine's; docs/AUTH.md "Write authority").
+    own = world.create(body_for("Observation", world.a, tag="activity"))
+    assert http.delete(f"{world.fhir}/Observation/{own}", headers=headers).status_code == 204
+    assert http.get(f"{world.fhir}/Observation/{own}", headers=headers).status_code == 410
+    assert (
+        http.get(f"{world.fhir}/Observation/{own}/_history/2", headers=headers).status_code == 410
+    )
+    assert (
+        http.get(f"{world.fhir}/Observation/{own}/_history/1", headers=headers).status_code == 200
+    )
     patched = http.patch(
-        f"{world.fhir}/Goal/{own}", content=b"[]", headers={**headers, **JSON_PATCH}
+        f"{world.fhir}/Observation/{own}", content=b"[]", headers={**headers, **JSON_PATCH}
     )
     assert patched.status_code == 410
-    entry = batch(world, http, headers, {"request": {"method": "GET", "url": f"Goal/{own}"}})[0]
+    entry = batch(
+        world, http, headers, {"request": {"method": "GET", "url": f"Observation/{own}"}}
+    )[0]
     assert entry["response"]["status"].startswith("410")
 
 

@@ -219,6 +219,17 @@ def observation(patient: str, padding: int) -> dict[str, Any]:
     return {
         "resourceType": "Observation",
         "status": "final",
+        # A step count, which a patient writes (docs/AUTH.md "Write authority").
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "activity",
+                    }
+                ]
+            }
+        ],
         "code": {"text": "steps"},
         "subject": {"reference": f"Patient/{patient}"},
         "valueQuantity": {"value": 1000},
