@@ -283,7 +283,7 @@ def test_A_cannot_probe_B_with_conditional_interactions(
 ) -> None:
     a = world.as_("patient-v2-cruds")
     probe = "code=urn:test|secret-b"
-    mine = body_for("Observation", world.a, tag="probe")
+    mine = body_for("Observation", world.a)  # activity: what a patient may record
     # conditional create: B's match is invisible, so A's resource is created (201, not 200)
     created = http.post(
         f"{world.fhir}/Observation", json=mine, headers={**a, "If-None-Exist": probe}
