@@ -67,7 +67,7 @@ def test_migration_0007_matches_the_table_and_undoes_itself(own_database: str) -
         assert upgrade(database, "0006") == "0006"
         with database.reader.connect() as conn:
             assert "bulk_export_job" not in inspect(conn).get_table_names()
-        assert upgrade(database) == "0007"
+        assert upgrade(database, "0007") == "0007"
         with database.reader.connect() as conn:
             context = MigrationContext.configure(
                 conn,
@@ -87,7 +87,7 @@ def test_migration_0007_matches_the_table_and_undoes_itself(own_database: str) -
             connection.commit()
         with database.reader.connect() as conn:
             assert "bulk_export_job" not in inspect(conn).get_table_names()
-        assert upgrade(database) == "0007"
+        assert upgrade(database, "0007") == "0007"
     finally:
         database.dispose()
 
