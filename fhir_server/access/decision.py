@@ -46,6 +46,7 @@ from fhir_server.access.scopes import ResourceScope
 from fhir_server.search import extract_index_rows
 from fhir_server.search.query import ONLY_PATIENTS
 from fhir_server.search.text import normalise
+from plan_engine import codes
 
 # Search parameters that must all hold; () holds for every resource.
 Condition = tuple[tuple[str, str], ...]
@@ -110,8 +111,8 @@ AUDIT_EVENT = "AuditEvent"
 # Communication it makes for an alert, and their addressee may read them whatever the
 # patient's data-sharing Consent says. They carry the minimum in themselves (who, how to
 # reach them, which answer, when); nothing else of the record is opened by this rule.
-SECURITY_TAG_SYSTEM = "http://selfback.example.org/fhir/CodeSystem/security-tag"
-SAFETY_ALERT = "safety-alert"
+SECURITY_TAG_SYSTEM = codes.SECURITY_TAG
+SAFETY_ALERT = codes.SAFETY_ALERT_TAG
 # type -> (search parameter, element) naming the alert's addressee
 ALERT_ADDRESSEE: dict[str, tuple[str, str]] = {
     "Task": ("owner", "owner"),
@@ -471,20 +472,23 @@ def _addressed_alert(
 def is_alert_for(resource: Mapping[str, Any], addressees: Collection[str]) -> bool:
     """Is ``resource`` a tagged safety alert whose addressee is one of ``addressees``?"""
     rtype = resource.get("resourceType")
-    if not addressees or rtype not in ALERT_ADDRESSEE:
-        return False
-    meta = resource.get("meta")
-    tags = meta.get("tag") if isinstance(meta, Mapping) else None
-    if not isinstance(tags, list) or not any(
-        isinstance(t, Mapping)
-        and t.get("system") == SECURITY_TAG_SYSTEM
-        and t.get("code") == SAFETY_ALERT
-        for t in tags
-    ):
+    if not addressees or rtype not in ALERT_ADDRESSEE or not is_safety_alert(resource):
         return False
     named = resource.get(ALERT_ADDRESSEE[str(rtype)][1])
     refs = named if isinstance(named, list) else [named]
     return any(isinstance(r, Mapping) and r.get("reference") in addressees for r in refs)
+
+
+def is_safety_alert(resource: Mapping[str, Any]) -> bool:
+    """Does ``resource`` carry the safety-alert tag (the shared contract of the alerts)?"""
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, Mapping) else None
+    return isinstance(tags, list) and any(
+        isinstance(t, Mapping)
+        and t.get("system") == SECURITY_TAG_SYSTEM
+        and t.get("code") == SAFETY_ALERT
+        for t in tags
+    )
 
 
 def compartment_patients(resource: Mapping[str, Any]) -> frozenset[str]:

@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.access.claims import PATIENT, PRACTITIONER, Claims
+from fhir_server.access.decision import is_safety_alert
+from plan_engine import codes
 
-ENGINE_DEVICE_IDENTIFIER = "http://selfback.example.org/fhir/identifier/software"
-SECURITY_TAG_SYSTEM = "http://selfback.example.org/fhir/CodeSystem/security-tag"
-SAFETY_ALERT = "safety-alert"
+ENGINE_DEVICE_IDENTIFIER = codes.ENGINE_DEVICE_IDENTIFIER
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
 Content = Mapping[str, Any]
@@ -264,16 +264,6 @@ def by_engine(resource: Content) -> bool:
         isinstance(node.get("identifier"), Mapping)
         and node["identifier"].get("system") == ENGINE_DEVICE_IDENTIFIER
         for node in _objects(resource)
-    )
-
-
-def is_safety_alert(resource: Content) -> bool:
-    meta = resource.get("meta")
-    tags = meta.get("tag") if isinstance(meta, Mapping) else None
-    return isinstance(tags, list) and any(
-        isinstance(t, Mapping) and t.get("system") == SECURITY_TAG_SYSTEM
-        and t.get("code") == SAFETY_ALERT
-        for t in tags
     )
 
 
