@@ -23,7 +23,6 @@ import httpx
 import orjson
 import pytest
 
-from fhir_server.access import write_authority as wa
 from plan_engine import codes
 from tests.auth.access_world import CATEGORY, World, body_for, care_team, consent
 from tests.auth.smart_app import bearer
@@ -35,7 +34,7 @@ ENGINE_DEVICE = {
     "identifier": {"system": codes.ENGINE_DEVICE_IDENTIFIER, "value": "plan-engine-test"},
     "display": "selfback plan_engine",
 }
-SAFETY_TAG = {"system": wa.SECURITY_TAG_SYSTEM, "code": wa.SAFETY_ALERT}
+SAFETY_TAG = {"system": codes.SECURITY_TAG, "code": codes.SAFETY_ALERT_TAG}
 PROGRAMME = {
     "coding": [
         {"system": "http://selfback.example.org/fhir/CodeSystem/careplan-kind", "code": "programme"}
